@@ -1,0 +1,1 @@
+"""Federated learning with SecAgg+ secure aggregation (library: messages and state machines, no HTTP)."""

@@ -1,0 +1,1 @@
+"""Shared test support: databases, processes, external tools."""
