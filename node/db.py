@@ -20,6 +20,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Listed here (the composition root) so Alembic and tests see every table.
 TABLE_MODULES: tuple[str, ...] = (
     "node.tables",
+    "connectors.identity.tables",
     "connectors.tables",
     "policies.tables",
     "ledger.tables",
