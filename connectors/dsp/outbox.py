@@ -1,0 +1,187 @@
+"""The outbox: outgoing DSP messages, written in the same transaction as the state change.
+
+Workers lease due rows, deliver them, and report back (:func:`complete` or
+:func:`retry`). Leasing is one UPDATE over a ``SELECT ... FOR UPDATE SKIP LOCKED``
+subquery: on PostgreSQL concurrent workers skip each other's rows; on SQLite (where
+SQLAlchemy drops the locking clause) the single UPDATE statement is atomic because SQLite
+serialises writers. Either way a row is held by at most one live lease. Messages of one
+process go out in order: a row is due only when no earlier row of the same process is
+still pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import aliased
+
+from connectors import tables as t
+from connectors.dsp.outcome import Outgoing
+
+# Delay before retry n (1-based) in ms; the last value repeats. Roughly doubling so a peer
+# that is down for minutes is retried a dozen times before we give up.
+RETRY_DELAYS_MS = (500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000)
+MAX_ATTEMPTS = 12
+DEFAULT_LEASE_MS = 30_000
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A leased row: deliver ``body`` by POST to ``url``, then complete or retry it."""
+
+    id: int
+    process_kind: str
+    process_id: str
+    recipient_id: str
+    url: str
+    message_type: str
+    body: dict[str, Any]
+    attempts: int
+    lease_owner: str
+    leased_until: int
+
+
+def enqueue(conn: Connection, out: Outgoing, *, now: datetime) -> int:
+    """Add ``out`` to the outbox inside the caller's transaction; returns the row id."""
+    res = conn.execute(
+        insert(t.outbox).values(
+            process_kind=out.process_kind.value,
+            process_id=out.process_id,
+            recipient_id=out.recipient_id,
+            url=out.url,
+            message_type=out.message.TYPE.value,
+            body=out.message.to_json(),
+            status="pending",
+            attempts=0,
+            next_attempt_at=epoch_ms(now),
+            created_at=now,
+        )
+    )
+    return int(res.inserted_primary_key[0])
+
+
+def lease(
+    engine: Engine, owner: str, *, now: datetime, limit: int = 10, lease_ms: int = DEFAULT_LEASE_MS
+) -> list[OutboxMessage]:
+    """Take up to ``limit`` due rows for ``owner`` until ``now + lease_ms`` (own transaction)."""
+    now_ms = epoch_ms(now)
+    o = t.outbox
+    earlier = aliased(o)
+    blocked = exists().where(
+        earlier.c.process_kind == o.c.process_kind,
+        earlier.c.process_id == o.c.process_id,
+        earlier.c.status == "pending",
+        earlier.c.id < o.c.id,
+    )
+    due = (
+        select(o.c.id)
+        .where(
+            o.c.status == "pending",
+            o.c.next_attempt_at <= now_ms,
+            or_(o.c.leased_until.is_(None), o.c.leased_until < now_ms),
+            ~blocked,
+        )
+        .order_by(o.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(o)
+        .where(o.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, leased_until=now_ms + lease_ms, attempts=o.c.attempts + 1)
+        .returning(
+            o.c.id,
+            o.c.process_kind,
+            o.c.process_id,
+            o.c.recipient_id,
+            o.c.url,
+            o.c.message_type,
+            o.c.body,
+            o.c.attempts,
+            o.c.lease_owner,
+            o.c.leased_until,
+        )
+    )
+    with engine.begin() as conn:
+        got = [OutboxMessage(**r._mapping) for r in conn.execute(stmt)]
+    return sorted(got, key=lambda m: m.id)
+
+
+def _held(row_id: int, owner: str, now_ms: int) -> Any:
+    o = t.outbox
+    return and_(
+        o.c.id == row_id,
+        o.c.lease_owner == owner,
+        o.c.status == "pending",
+        o.c.leased_until >= now_ms,
+    )
+
+
+def complete(engine: Engine, row_id: int, owner: str, *, now: datetime) -> bool:
+    """Mark a delivered row sent; False if the lease was lost (someone else may resend)."""
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(t.outbox)
+            .where(_held(row_id, owner, epoch_ms(now)))
+            .values(status="sent", delivered_at=now, leased_until=None)
+        )
+        return res.rowcount == 1
+
+
+def retry(
+    engine: Engine,
+    row_id: int,
+    owner: str,
+    *,
+    now: datetime,
+    error: str,
+    permanent: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> str | None:
+    """Record a failed delivery; schedule the next attempt or give up.
+
+    Returns ``"pending"`` (will be retried), ``"dead"`` (gave up: the caller ends the
+    process via the machine's ``on_delivery_failed``), or None if the lease was lost.
+    """
+    o = t.outbox
+    now_ms = epoch_ms(now)
+    with engine.begin() as conn:
+        row = conn.execute(select(o.c.attempts).where(_held(row_id, owner, now_ms))).first()
+        if row is None:
+            return None
+        dead = permanent or row.attempts >= max_attempts
+        delay = RETRY_DELAYS_MS[min(row.attempts, len(RETRY_DELAYS_MS)) - 1]
+        status = "dead" if dead else "pending"
+        conn.execute(
+            update(o)
+            .where(o.c.id == row_id)
+            .values(
+                status=status,
+                next_attempt_at=now_ms + delay,
+                leased_until=None,
+                lease_owner=None,
+                last_error=error[:2000],
+            )
+        )
+        return status
+
+
+def pending_count(engine: Engine) -> int:
+    """Rows still to deliver (for health checks and tests)."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        q = select(func.count()).select_from(t.outbox).where(t.outbox.c.status == "pending")
+        return int(conn.execute(q).scalar_one())
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
