@@ -1,0 +1,150 @@
+"""The persisted log: roots and proofs match the reference, appends are atomic and serialised."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select, text
+
+from ledger import rfc9162, tables
+from ledger.errors import NotFoundError, RecordError, StorageError
+from ledger.log import Log, NewRecord
+from tests.ledger import reference
+from tests.ledger.conftest import ORIGIN, agreement
+
+
+def _leaves(log: Log, conn, n: int) -> list[bytes]:
+    return [log.entry(conn, i).leaf_data() for i in range(n)]
+
+
+def test_append_and_prove_against_reference(engine, log):
+    with engine.begin() as conn:
+        for i in range(5):
+            log.append(conn, "contract-agreement", agreement(i), record_id=f"agr-{i}")
+        log.append_many(conn, [NewRecord("contract-agreement", agreement(i)) for i in range(5, 37)])
+    with engine.connect() as conn:
+        assert log.size(conn) == 37
+        leaves = _leaves(log, conn, 37)
+        for n in (1, 2, 7, 16, 37):
+            assert log.root(conn, n) == reference.mth(leaves[:n])
+            for m in (0, n // 2, n - 1):
+                assert log.inclusion_proof(conn, m, n) == reference.path(m, leaves[:n])
+            for m in range(1, n):
+                assert log.consistency_proof(conn, m, n) == reference.proof(m, leaves[:n])
+        # storage stays near 2n nodes: every perfect subtree once, nothing else
+        count = conn.execute(select(func.count()).select_from(tables.nodes)).scalar_one()
+        assert count == sum(37 >> lvl for lvl in range(6))
+
+
+def test_leaf_is_salted_canonical_json(engine, log):
+    import rfc8785
+
+    with engine.begin() as conn:
+        e1 = log.append(conn, "contract-agreement", agreement(1))
+        e2 = log.append(conn, "contract-agreement", agreement(1) | {})
+    assert len(e1.salt) == 16 and e1.salt != e2.salt
+    assert e1.leaf_hash() != e2.leaf_hash()  # same record, different salt
+    import json
+
+    expected = rfc8785.dumps(
+        {"record": json.loads(e1.record_json), "salt": e1.salt.hex(), "type": "contract-agreement"}
+    )
+    assert e1.leaf_data() == expected
+
+
+def test_append_joins_callers_transaction(engine, log):
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        log.append(conn, "contract-agreement", agreement(1), record_id="gone")
+        raise RuntimeError("business step failed after logging")
+    with engine.connect() as conn:
+        assert log.size(conn) == 0
+        with pytest.raises(NotFoundError):
+            log.entry_by_record_id(conn, "gone")
+        assert conn.execute(select(func.count()).select_from(tables.nodes)).scalar_one() == 0
+
+
+def test_invalid_record_appends_nothing(engine, log):
+    with engine.begin() as conn:
+        bad = agreement(2)
+        del bad["consumerId"]
+        with pytest.raises(RecordError, match="consumerId"):
+            log.append_many(
+                conn,
+                [
+                    NewRecord("contract-agreement", agreement(1)),
+                    NewRecord("contract-agreement", bad),
+                ],
+            )
+        assert log.size(conn) == 0
+
+
+def test_duplicate_record_id_rejected(engine, log):
+    with engine.begin() as conn:
+        log.append(conn, "contract-agreement", agreement(1), record_id="x")
+    with pytest.raises(StorageError), engine.begin() as conn:
+        log.append(conn, "contract-agreement", agreement(2), record_id="x")
+    with engine.connect() as conn:
+        assert log.size(conn) == 1
+
+
+def test_bad_sizes_are_errors(engine, log):
+    with engine.begin() as conn:
+        log.append_many(conn, [NewRecord("contract-agreement", agreement(i)) for i in range(3)])
+    with engine.connect() as conn:
+        with pytest.raises(NotFoundError):
+            log.inclusion_proof(conn, 0, 4)
+        with pytest.raises(NotFoundError):
+            log.inclusion_proof(conn, 1 << 62, 3)
+        with pytest.raises(NotFoundError):
+            log.consistency_proof(conn, 1, 1 << 40)
+        with pytest.raises(NotFoundError):
+            log.root(conn, -1)
+        assert log.root(conn, 0) == rfc9162.empty_root()
+
+
+def test_concurrent_appenders_serialise(engine, log):
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for i in range(10):
+                with engine.begin() as conn:
+                    log.append(
+                        conn, "contract-agreement", agreement(w * 100 + i), record_id=f"w{w}-{i}"
+                    )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with engine.connect() as conn:
+        assert log.size(conn) == 40
+        leaves = _leaves(log, conn, 40)
+        assert log.root(conn) == reference.mth(leaves)
+        indices = conn.execute(select(tables.entries.c.leaf_index).order_by("leaf_index")).scalars()
+        assert list(indices) == list(range(40))
+
+
+def test_two_logs_in_one_database(engine, log):
+    with engine.begin() as conn:
+        other = Log.open(conn, "ledger.test.example/other")
+        log.append(conn, "contract-agreement", agreement(1))
+        other.append(conn, "contract-agreement", agreement(1))
+        other.append(conn, "contract-agreement", agreement(2))
+        assert (log.size(conn), other.size(conn)) == (1, 2)
+        assert Log.open(conn, ORIGIN).log_id == log.log_id
+        with pytest.raises(NotFoundError):
+            Log.open(conn, "nope.example/x", create=False)
+
+
+def test_works_on_migrated_schema(migrated_engine):
+    with migrated_engine.begin() as conn:
+        log = Log.open(conn, ORIGIN)
+        log.append_many(conn, [NewRecord("contract-agreement", agreement(i)) for i in range(9)])
+        assert log.root(conn) == reference.mth(_leaves(log, conn, 9))
+        conn.execute(text("select 1"))
