@@ -1,0 +1,1 @@
+"""The node's own HTTP components (each offers ``init_app``)."""
