@@ -29,7 +29,7 @@ from connectors.identity.jwk import b64url_decode
 CONFIG_FILE = "autospace.toml"
 ENV_PREFIX = "AUTOSPACE_"
 #: Sections other packages own; written empty by ``autospace init`` so operators see them.
-EXTENSION_SECTIONS = ("ledger", "policy", "federated")
+EXTENSION_SECTIONS = ("ledger", "policy", "federated", "dataplane")
 _PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 

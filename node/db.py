@@ -25,6 +25,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "policies.tables",
     "ledger.tables",
     "federated.tables",
+    "connectors.dataplane.tables",
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 5000

@@ -20,7 +20,10 @@ from typing import Any
 log = logging.getLogger("autospace.worker")
 
 #: Job providers, ``"module:function(registry, context)"``; packages append theirs.
-JOB_PROVIDERS: list[str] = ["node.jobs:register_identity_jobs"]
+JOB_PROVIDERS: list[str] = [
+    "node.jobs:register_identity_jobs",
+    "connectors.dataplane.jobs:register",
+]
 MAX_BACKOFF = 300.0
 
 
