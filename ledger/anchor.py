@@ -403,7 +403,7 @@ def anchor_status(conn: Connection, log: Log) -> dict[str, Any]:
     by_state: dict[str, int] = {}
     for r in rows:
         by_state[r.state] = by_state.get(r.state, 0) + 1
-    latest = covering_anchor(conn, log, 0)
+    latest = latest_confirmed_anchor(conn, log)
     errors = [
         r.last_error for r in rows if r.state in (s.value for s in IN_FLIGHT) and r.last_error
     ]
@@ -427,6 +427,22 @@ def covering_anchor(
         .order_by(t.c.tree_size, t.c.id)
         .limit(1)
     ).first()
+    return _anchor_ref(row)
+
+
+def latest_confirmed_anchor(conn: Connection, log: Log) -> AnchorRef | None:
+    """The confirmed anchor of the largest tree (what an auditor's newest proof can lean on)."""
+    t = tables.anchors
+    row = conn.execute(
+        select(t)
+        .where(t.c.log_id == log.log_id, t.c.state == AnchorState.CONFIRMED.value)
+        .order_by(t.c.tree_size.desc(), t.c.id.desc())
+        .limit(1)
+    ).first()
+    return _anchor_ref(row)
+
+
+def _anchor_ref(row: Any) -> AnchorRef | None:
     if row is None:
         return None
     return AnchorRef(

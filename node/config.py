@@ -288,6 +288,12 @@ def _coerce(key: str, value: Any, hint: Any, source: str, *, from_env: bool = Fa
 
 
 def _literal(raw: str) -> Any:
+    """Parse an environment value as a TOML literal, keeping hex text (``0x…``) as a string.
+
+    Chain addresses and keys are written ``0x…``; TOML would read them as integers.
+    """
+    if raw[:2].lower() == "0x":
+        return raw
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -10,7 +10,15 @@ from eth_account import Account
 from sqlalchemy import select
 
 from ledger import tables
-from ledger.anchor import ALLOWED, Anchorer, AnchorPolicy, AnchorState, TransitionError, transition
+from ledger.anchor import (
+    ALLOWED,
+    Anchorer,
+    AnchorPolicy,
+    AnchorState,
+    TransitionError,
+    anchor_status,
+    transition,
+)
 from ledger.evm import Chain, artifact, start_embedded
 from ledger.log import NewRecord
 from tests.ledger.conftest import agreement
@@ -161,6 +169,8 @@ def test_batches_on_embedded_chain(engine, log, signer, key):
     _mine(chain)
     assert anchorer.step().confirmed == [1280]
     assert [a.state for a in _anchors(engine)] == ["confirmed"] * 3
+    with engine.connect() as conn:  # status names the newest anchor, not the first one
+        assert anchor_status(conn, log)["latest_confirmed"]["tree_size"] == 1280
     # gas does not depend on batch size (250 vs 1000 records); the first anchor of a log
     # pays once more for initialising the contract's latestSize slot
     gas = [a.gas_used for a in _anchors(engine)]

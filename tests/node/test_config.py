@@ -93,6 +93,13 @@ def test_extension_sections_are_kept_with_env_overrides():
     assert c.section("server")["port"] == 8181
 
 
+def test_hex_environment_values_stay_text():
+    """Contract addresses are ``0x…``: TOML would read them as integers."""
+    address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    c = load({}, {"AUTOSPACE_LEDGER_CONTRACT": address, "AUTOSPACE_LEDGER_CONFIRMATIONS": "2"})
+    assert c.section("ledger") == {"contract": address, "confirmations": 2}
+
+
 def test_file_round_trip(tmp_path):
     import tomli_w
 
