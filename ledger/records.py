@@ -184,6 +184,12 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "purpose": _opt(_is_str, "a string"),
         "decision": _opt(_enum("permit", "deny"), "permit or deny"),
         "count": _opt(_is_count, "a non-negative integer"),
+        "transferId": _opt(_is_str, "a string"),
+        "bytes": _opt(_is_count, "a non-negative integer"),
+        "contentHash": _opt(
+            lambda v: isinstance(v, str) and bool(_HEX64.match(v)), "64 hex digits (SHA-256)"
+        ),
+        "status": _opt(_enum("complete", "aborted", "denied"), "complete, aborted or denied"),
     },
     FL_ROUND: {
         "taskId": _req(_is_str, "a string"),

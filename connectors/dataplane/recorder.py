@@ -4,8 +4,7 @@
 last byte (or the refusal). :class:`SqlAccessRecorder` writes ``dataplane_access_log``;
 with a ledger origin it also appends a ``data-use`` record to the node's transparency log
 (``ledger.log.Log``) in the same transaction, so the row and its ledger entry commit
-together. Fields the ledger's ``data-use`` schema does not (yet) know, such as ``bytes``
-and ``contentHash``, stay in the table only.
+together; the ledger record carries the bytes sent and their SHA-256 (``contentHash``).
 """
 
 from __future__ import annotations

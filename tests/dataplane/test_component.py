@@ -75,3 +75,10 @@ def test_component_registers_flow_and_serves_pulls_logged_to_ledger(app, tmp_pat
             conn, entry["ledger_record_id"])
     assert ledger_entry.record_type == "data-use"
     assert agreement.id in ledger_entry.record_json
+    import hashlib
+    import json as _json
+
+    record = _json.loads(ledger_entry.record_json)
+    assert record["bytes"] == len(b"quality-results")
+    assert record["contentHash"] == hashlib.sha256(b"quality-results").hexdigest()
+    assert record["transferId"] == "urn:uuid:t1" and record["status"] == "complete"
