@@ -50,6 +50,8 @@ from connectors.dsp.transfer import TransferProcessEntity
 from connectors.dsp.vocabulary import Role
 
 E = TypeVar("E", ContractNegotiationEntity, TransferProcessEntity)
+#: ``hook(conn, outcome, saved_entity)`` called by :meth:`StoreSession.apply` in its transaction.
+ApplyHook = Callable[[Connection, Outcome[Any], Any], None]
 
 
 class DuplicateError(ConflictError):
@@ -112,9 +114,15 @@ def selector_sql(selector: Sequence[Criterion]) -> ColumnElement[bool]:
 class StoreSession:
     """CRUD on one connection inside one transaction (see :meth:`ConnectorStore.transaction`)."""
 
-    def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        clock: Callable[[], datetime],
+        hooks: Sequence[ApplyHook] = (),
+    ) -> None:
         self.conn = conn
         self.clock = clock
+        self.hooks = hooks
         self.spoilt = False
 
     # ------------------------------------------------------------------ generic helpers
@@ -438,6 +446,8 @@ class StoreSession:
             self.insert_agreement(outcome.agreement)
         for out in outcome.outgoing:
             enqueue(self.conn, out, now=self.clock())
+        for hook in self.hooks:  # e.g. the ledger: same transaction, commits with the state
+            hook(self.conn, outcome, saved)
         return saved
 
     def get_processed(self, key: str) -> ProcessedMessage | None:
@@ -482,11 +492,23 @@ class StoreSession:
 
 
 class ConnectorStore:
-    """Entry point: transactions over the engine the node owns."""
+    """Entry point: transactions over the engine the node owns.
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    ``hooks`` run inside the transaction of every applied step, after the entity, agreement
+    and outbox rows are written (the node records agreements and transfer events in its
+    ledger this way); a hook that raises rolls the step back.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        hooks: Sequence[ApplyHook] = (),
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.hooks = tuple(hooks)
 
     @contextmanager
     def transaction(self) -> Iterator[StoreSession]:
@@ -498,7 +520,7 @@ class ConnectorStore:
         """
         with self.engine.connect() as conn:
             tx = conn.begin()
-            session = StoreSession(conn, self.clock)
+            session = StoreSession(conn, self.clock, self.hooks)
             try:
                 yield session
             except BaseException:
