@@ -1,0 +1,179 @@
+"""Sample automotive data for the local data space, published as an operator would.
+
+Each supplier gets synthetic quality-inspection results (important data, visible in the
+catalog only to the OEM, usable for quality analysis a bounded number of times) and a
+delivery forecast (general data, visible to every member). The OEM records part
+traceability as GS1 EPCIS 2.0 events in its ledger. Everything goes through the nodes'
+management APIs, so the samples double as a worked example of those calls.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.dataspace import DataspaceError, Layout, Participant
+
+EDC_CONTEXT = {"@vocab": "https://w3id.org/edc/v0.0.1/ns/",
+               "odrl": "http://www.w3.org/ns/odrl/2/"}
+ODRL_CONTEXT = "http://www.w3.org/ns/odrl.jsonld"
+QUALITY_PURPOSE = "quality-analysis"
+INSPECTION_ROWS = 2000
+
+
+def _inspections(seed: int, part_prefix: str) -> Iterator[dict[str, Any]]:
+    """Deterministic, plausible end-of-line inspection records."""
+    rng = random.Random(seed)
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    for i in range(INSPECTION_ROWS):
+        temperature = rng.gauss(62.0, 4.0)
+        pressure = rng.gauss(180.0, 12.0)
+        torque = rng.gauss(45.0, 2.5)
+        # defects become likelier far from the nominal process window
+        risk = abs(temperature - 62.0) / 8 + abs(pressure - 180.0) / 30 + abs(torque - 45.0) / 6
+        yield {
+            "part_id": f"{part_prefix}-{100000 + i}",
+            "inspected_at": (start + timedelta(minutes=7 * i)).isoformat(),
+            "line": f"L{1 + i % 3}",
+            "process_temperature_c": round(temperature, 2),
+            "press_pressure_bar": round(pressure, 2),
+            "bolt_torque_nm": round(torque, 2),
+            "defect": int(rng.random() < min(0.9, 0.02 + 0.08 * risk ** 2)),
+        }
+
+
+def write_sample_files(member: Participant, seed: int) -> dict[str, Path]:
+    """Write a member's sample files into its home's ``data/`` folder."""
+    data = Path(member.home) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    inspections = data / "quality-inspections.csv"
+    rows = list(_inspections(seed, member.participant_id[-4:]))
+    with inspections.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    rng = random.Random(seed + 1)
+    forecast = data / "delivery-forecast.json"
+    week0 = datetime(2026, 11, 23, tzinfo=UTC)
+    forecast.write_text(json.dumps({
+        "supplier": member.participant_id,
+        "unit": "pieces",
+        "weeks": [{"weekStart": (week0 + timedelta(weeks=w)).date().isoformat(),
+                   "quantity": 4000 + rng.randint(-600, 600)} for w in range(12)],
+    }, indent=2) + "\n")
+    return {"inspections": inspections, "forecast": forecast}
+
+
+def _ok(response: httpx.Response, what: str) -> Any:
+    if response.status_code >= 300:
+        raise DataspaceError(f"publishing {what} failed: {response.status_code} "
+                             f"{response.text[:300]}")
+    return response.json() if response.content else None
+
+
+def _publish_supplier(member: Participant, oem: Participant, files: dict[str, Path]) -> None:
+    key = member.participant_id[-4:].lower()
+    with httpx.Client(base_url=member.url, headers={"X-Api-Key": member.api_key},
+                      timeout=30) as m:
+        for ident, path, name, classification, media in (
+            (f"{key}-quality-inspections", files["inspections"],
+             f"{member.name}: end-of-line quality inspection results", "important", "text/csv"),
+            (f"{key}-delivery-forecast", files["forecast"],
+             f"{member.name}: 12-week delivery forecast", "general", "application/json"),
+        ):
+            _ok(m.post("/management/v3/assets", json={
+                "@context": EDC_CONTEXT, "@id": ident,
+                "properties": {"name": name, "contenttype": media,
+                               "classification": classification, "homeRegion": "CN"},
+                "dataAddress": {"@type": "DataAddress", "type": "File", "path": str(path)},
+            }), f"asset {ident}")
+        policies = {
+            "access-oem-only": {"permission": [{"action": "use",
+                                                "assignee": oem.participant_id}]},
+            "access-members": {"permission": [{"action": "use"}]},
+            "usage-quality-analysis": {"permission": [{"action": "use", "constraint": [
+                {"leftOperand": "purpose", "operator": "eq", "rightOperand": QUALITY_PURPOSE},
+                {"leftOperand": "count", "operator": "lteq", "rightOperand": 100},
+                {"leftOperand": "dateTime", "operator": "lt",
+                 "rightOperand": "2027-12-31T23:59:59Z"},
+            ]}]},
+            "usage-planning": {"permission": [{"action": "use", "constraint": [
+                {"leftOperand": "dateTime", "operator": "lt",
+                 "rightOperand": "2027-12-31T23:59:59Z"}]}]},
+        }
+        for ident, body in policies.items():
+            _ok(m.post("/management/v3/policydefinitions", json={
+                "@context": EDC_CONTEXT, "@id": ident,
+                "policy": {"@context": ODRL_CONTEXT, "@type": "Set", **body}}),
+                f"policy {ident}")
+        for ident, access, usage, asset in (
+            ("offer-quality", "access-oem-only", "usage-quality-analysis",
+             f"{key}-quality-inspections"),
+            ("offer-forecast", "access-members", "usage-planning", f"{key}-delivery-forecast"),
+        ):
+            _ok(m.post("/management/v3/contractdefinitions", json={
+                "@context": EDC_CONTEXT, "@id": ident, "accessPolicyId": access,
+                "contractPolicyId": usage,
+                "assetsSelector": [{"@type": "Criterion",
+                                    "operandLeft": "https://w3id.org/edc/v0.0.1/ns/id",
+                                    "operator": "=", "operandRight": asset}]}),
+                f"contract definition {ident}")
+
+
+def traceability_document(oem: Participant, suppliers: list[Participant]) -> dict[str, Any]:
+    """EPCIS 2.0 events: brake assemblies received from a supplier and fitted to vehicles."""
+    base = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+    events: list[dict[str, Any]] = []
+    for n, supplier in enumerate(suppliers):
+        epcs = [f"urn:epc:id:sgtin:4012345.0{n + 1}1111.{2000 + i}" for i in range(4)]
+        events.append({
+            "type": "ObjectEvent",
+            "eventID": f"urn:uuid:7d0c5a10-0000-4000-8000-{n:012d}",
+            "eventTime": (base + timedelta(hours=n)).isoformat().replace("+00:00", "Z"),
+            "eventTimeZoneOffset": "+00:00",
+            "epcList": epcs,
+            "action": "OBSERVE",
+            "bizStep": "receiving",
+            "disposition": "in_progress",
+            "readPoint": {"id": "urn:epc:id:sgln:4012345.00010.0"},
+            "sourceList": [{"type": "owning_party", "source": supplier.participant_id}],
+            "destinationList": [{"type": "owning_party", "destination": oem.participant_id}],
+        })
+        events.append({
+            "type": "AggregationEvent",
+            "eventID": f"urn:uuid:7d0c5a10-0001-4000-8000-{n:012d}",
+            "eventTime": (base + timedelta(hours=n, minutes=30)).isoformat()
+            .replace("+00:00", "Z"),
+            "eventTimeZoneOffset": "+00:00",
+            "parentID": f"urn:epc:id:giai:4012345.VIN{n + 1:05d}",
+            "childEPCs": epcs[:2],
+            "action": "ADD",
+            "bizStep": "assembling",
+        })
+    return {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": base.isoformat().replace("+00:00", "Z"),
+        "epcisBody": {"eventList": events},
+    }
+
+
+def publish_samples(layout: Layout) -> None:
+    """Write and publish every member's samples; capture the OEM's traceability events."""
+    members = layout.participants
+    oem = next(m for m in members.values() if m.role == "oem")
+    suppliers = [m for m in members.values() if m.role == "supplier"]
+    for n, supplier in enumerate(suppliers):
+        files = write_sample_files(supplier, seed=1000 + n)
+        _publish_supplier(supplier, oem, files)
+    with httpx.Client(base_url=oem.url, headers={"X-Api-Key": oem.api_key}, timeout=30) as m:
+        _ok(m.post("/management/epcis/capture", json=traceability_document(oem, suppliers)),
+            "EPCIS traceability events")
