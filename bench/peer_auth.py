@@ -2,15 +2,17 @@
 
 1. In-process, in microseconds: signing a peer token, and the callee's full check
    (token + credential + registry standing + caller key + jti replay insert into a
-   migrated SQLite database), plus each part on its own.
+   migrated database), plus each part on its own.
 2. Over HTTP: requests/s of the authenticated no-op endpoint ``GET /peer/ping`` against
    the unauthenticated ``GET /ping`` of the same node, under gunicorn (2 workers, one
    per core), measured in the same run with the same client.
 
+Both use SQLite unless ``AUTOSPACE_TEST_DB`` names a PostgreSQL server (as for the tests).
 Targets (issue 2): authentication < 1 ms per call, and >= 70 % of the unauthenticated
 throughput. Run from the repository root::
 
     .venv/bin/python bench/peer_auth.py [--seconds 5] [--connections 8]
+    AUTOSPACE_TEST_DB=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/peer_auth.py
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from sqlalchemy.engine import Engine  # noqa: E402
 
 from connectors.identity import credentials, jws, tokens  # noqa: E402
 from connectors.identity.authority import Authority, MemberBook  # noqa: E402
@@ -60,10 +64,20 @@ def _per_call_us(func, n: int) -> float:
 
 
 def in_process(n: int) -> dict[str, float]:
-    """Microseconds per operation, real components, SQLite replay store."""
+    """Microseconds per operation, real components, replay store on the bench's database."""
+    from tests.support.databases import fresh_database_url
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-auth-"))
-    engine = make_engine(f"sqlite:///{tmp / 'bench.sqlite'}")
-    migrate(engine)
+    with fresh_database_url(tmp) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        try:
+            return _in_process(n, tmp, engine)
+        finally:
+            engine.dispose()
+
+
+def _in_process(n: int, tmp: Path, engine: Engine) -> dict[str, float]:
     auth_signer, a_signer, b_signer = EphemeralSigner(), EphemeralSigner(), EphemeralSigner()
     authority = Authority("did:web:authority.example", auth_signer, MemberBook(tmp / "m.json"),
                           clock=time.time)
@@ -100,7 +114,7 @@ def in_process(n: int) -> dict[str, float]:
                                    now=time.time(), skew=30), n)
     counter = iter(range(10**9))
     replay_us = _per_call_us(lambda: replay.remember(a_did, f"j{next(counter)}", 2**40), n)
-    engine.dispose()
+    replay.close()
     return {"sign": sign_us, "verify_total": verify_us, "token_signature": sig_us,
             "credential_uncached": cred_us, "replay_insert": replay_us,
             "sign_plus_verify": sign_us + verify_us}
@@ -225,8 +239,11 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
 
+    from tests.support.databases import is_postgres
+
     r = in_process(args.calls)
-    print("in-process (µs per call, SQLite replay store):")
+    print(f"in-process (µs per call, {'PostgreSQL' if is_postgres() else 'SQLite'} "
+          f"replay store):")
     for key in ("sign", "verify_total", "sign_plus_verify", "token_signature",
                 "credential_uncached", "replay_insert"):
         print(f"  {key:22s} {r[key]:8.1f}")

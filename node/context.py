@@ -109,6 +109,7 @@ class NodeContext:
     def close(self) -> None:
         self.peer_client.close()
         self.http.close()
+        self.replay.close()
         self.engine.dispose()
 
 
