@@ -25,14 +25,29 @@ from connectors.dsp.store import ConnectorStore
 from connectors.dsp.timestamps import format_xsd_datetime
 from connectors.dsp.vocabulary import DSP_ODRL_PROFILE_URL, PolicyScope
 from connectors.identity.trust import PeerClaims
+from policies.vocab import ODRL
 
 DEFAULT_PROFILE = "odrl"
 POLICY_CACHE_SIZE = 512
-# The action a scope asks for: seeing an offer is "access" (ignored by the catalog scope),
-# negotiating and transferring are uses of the asset.
+#: Left operands only a use of the data can bind (how many uses so far, the purpose the
+#: consumer states when it accesses the data). Before any use — negotiating an agreement,
+#: starting a transfer — they cannot be evaluated; the data plane enforces them on every
+#: access (``connectors.dataplane.gate``), so these scopes leave them out when they are
+#: direct conjuncts of a permission (inside ``or``/``xone`` they stay, and deny: fail closed).
+DEFERRED_TO_USE = frozenset({"count", "purpose", "UsagePurpose"})
+#: Left operands only a federated round binds (cn-auto; ``policies.profiles``): the data
+#: owner's round guard checks each round against the agreement (``node.fl.owner``). An
+#: agreement for federated computation is negotiated before any round, so negotiation
+#: leaves them out (as direct conjuncts of a permission); a transfer cannot bind them, so
+#: there they stay and deny (fail closed).
+DEFERRED_TO_ROUND = frozenset({"cohortSize", "secureAggregation", "epsilon"})
+_DEFERRING_SCOPES = frozenset({PolicyScope.NEGOTIATION, PolicyScope.TRANSFER})
+USE = ODRL + "use"
+# The action a scope asks for: seeing an offer is "access" (ignored by the catalog scope);
+# a transfer is a use of the asset. Negotiating asks for what the offer permits
+# (:func:`offered_actions`).
 _ACTION = {
     PolicyScope.CATALOG: "use",
-    PolicyScope.NEGOTIATION: "use",
     PolicyScope.TRANSFER: "use",
 }
 
@@ -53,6 +68,60 @@ def claims_of(peer: PeerClaims) -> dict[str, Any]:
 def caller_of(peer: PeerClaims) -> Caller:
     """The DSP caller for a verified peer: its participant id and its claims."""
     return Caller(participant_id=peer.participant_id, claims=claims_of(peer))
+
+
+def _local_name(term: Any) -> str:
+    text = term.get("@id", "") if isinstance(term, dict) else str(term or "")
+    return text.rsplit("/", 1)[-1].rsplit("#", 1)[-1].rsplit(":", 1)[-1]
+
+
+def without_use_constraints(
+    policy: Mapping[str, Any], deferred: frozenset[str] = DEFERRED_TO_USE
+) -> dict[str, Any]:
+    """``policy`` without the permissions' top-level constraints on ``deferred`` operands
+    (a permission's constraint list is a conjunction, so dropping one only defers it to
+    the check at each use: the data plane's, or the round guard's)."""
+
+    def strip(rule: Any) -> Any:
+        if not isinstance(rule, dict):
+            return rule
+        out = dict(rule)
+        for key in ("constraint", "odrl:constraint"):
+            items = rule.get(key)
+            if items is None:
+                continue
+            listed = items if isinstance(items, list) else [items]
+            kept = [c for c in listed if not (
+                isinstance(c, dict) and "leftOperand" in c
+                and _local_name(c.get("leftOperand")) in deferred)]
+            if kept:
+                out[key] = kept
+            else:
+                out.pop(key)
+        return out
+
+    doc = dict(policy)
+    for key in ("permission", "odrl:permission"):
+        rules = policy.get(key)
+        if rules is not None:
+            doc[key] = [strip(r) for r in rules] if isinstance(rules, list) else strip(rules)
+    return doc
+
+
+def offered_actions(parsed: policies.Policy) -> tuple[str, ...]:
+    """The actions negotiating ``parsed`` asks for: ``use`` when a permission grants it (or
+    names no action), else each distinct action its permissions grant (e.g. only
+    ``cn:federatedCompute``: an agreement for computation where the data is)."""
+    actions: list[str] = []
+    for rule in parsed.permissions:
+        if not rule.actions:
+            return ("use",)
+        for action in rule.actions:
+            if action.iri == USE:
+                return ("use",)
+            if action.iri not in actions:
+                actions.append(action.iri)
+    return tuple(actions) or ("use",)
 
 
 def policy_document(policy: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,12 +175,13 @@ class EnginePolicyChecker:
         return parsed
 
     def request_for(
-        self, scope: PolicyScope, caller: Caller, context: Mapping[str, Any]
+        self, scope: PolicyScope, caller: Caller, context: Mapping[str, Any],
+        action: str | None = None,
     ) -> dict[str, Any]:
         """The engine request: who (verified), what, on which asset, under which agreement."""
         request: dict[str, Any] = {
             "assignee": caller.participant_id,
-            "action": _ACTION.get(scope, "use"),
+            "action": action or _ACTION.get(scope, "use"),
             "claims": dict(caller.claims),
             "context": {"recipient": caller.participant_id},
         }
@@ -141,21 +211,29 @@ class EnginePolicyChecker:
         caller: Caller,
         context: Mapping[str, Any],
     ) -> PolicyDecision:
+        if scope in _DEFERRING_SCOPES:
+            policy = without_use_constraints(policy)
+        if scope == PolicyScope.NEGOTIATION:
+            policy = without_use_constraints(policy, DEFERRED_TO_ROUND)
         try:
             parsed = self.parsed(policy)
         except policies.PolicyError as exc:
             return PolicyDecision.deny(*(f"unreadable policy: {r}" for r in exc.reasons))
-        request = self.request_for(scope, caller, context)
-        decision = policies.evaluate(
-            parsed,
-            request,
-            {"now": format_xsd_datetime(self.clock())},
-            scope=scope.value,
-            profile=self.profile,
-        )
-        if decision.permitted:
-            return PolicyDecision.permit()
-        return PolicyDecision.deny(decision.reason, *decision.errors)
+        # Negotiating concludes every permission of the offer: each action it grants must be
+        # permitted to the caller (with ``use`` among them, ``use`` decides, as before).
+        actions = offered_actions(parsed) if scope == PolicyScope.NEGOTIATION else (None,)
+        for action in actions:
+            request = self.request_for(scope, caller, context, action)
+            decision = policies.evaluate(
+                parsed,
+                request,
+                {"now": format_xsd_datetime(self.clock())},
+                scope=scope.value,
+                profile=self.profile,
+            )
+            if not decision.permitted:
+                return PolicyDecision.deny(decision.reason, *decision.errors)
+        return PolicyDecision.permit()
 
 
 class CachedNormaliser:

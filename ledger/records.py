@@ -200,6 +200,9 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "participants": _req(_list_of(_is_str, 1), "a non-empty list of participant ids"),
         "at": _req(_is_datetime, "an RFC 3339 date-time with offset"),
         "metrics": _opt(lambda v: isinstance(v, dict), "an object"),
+        "agreementIds": _opt(_list_of(_is_str, 0), "a list of contract agreement ids"),
+        "runId": _opt(_is_str, "a string"),
+        "status": _opt(lambda v: v in ("completed", "aborted"), "completed or aborted"),
     },
 }
 

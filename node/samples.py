@@ -1,10 +1,14 @@
 """Sample automotive data for the local data space, published as an operator would.
 
 Each supplier gets synthetic quality-inspection results (important data, visible in the
-catalog only to the OEM, usable for quality analysis a bounded number of times) and a
-delivery forecast (general data, visible to every member). The OEM records part
-traceability as GS1 EPCIS 2.0 events in its ledger. Everything goes through the nodes'
-management APIs, so the samples double as a worked example of those calls.
+catalog only to the OEM, usable for quality analysis a bounded number of times), a
+delivery forecast (general data, visible to every member) and private training data for
+the predictive-quality model (core data: offered to the OEM for federated computation
+only — secure aggregation on, a cohort of at least two, an epsilon budget, one purpose).
+The OEM records part traceability as GS1 EPCIS 2.0 events in its ledger and gets a ready
+task file, ``<dataspace>/fl-task.toml``, to train with the suppliers (``autospace fl run``).
+Everything goes through the nodes' management APIs, so the samples double as a worked
+example of those calls.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ EDC_CONTEXT = {"@vocab": "https://w3id.org/edc/v0.0.1/ns/",
 ODRL_CONTEXT = "http://www.w3.org/ns/odrl.jsonld"
 QUALITY_PURPOSE = "quality-analysis"
 INSPECTION_ROWS = 2000
+CN_CONTEXT = {"cn": "https://w3id.org/autospace/cn-auto/"}
+#: The worked federated scenario: purpose, rounds and DP noise of the OEM's task, and the
+#: epsilon budget each supplier's offer grants (at delta 1e-5, noise multiplier 0.5 spends
+#: about 51.5 in 10 rounds, so the budget covers two full runs per agreement).
+FL_PURPOSE = "predictive-quality"
+FL_ROUNDS = 10
+FL_NOISE = 0.5
+FL_EPSILON_BUDGET = 120
+FL_TASK_FILE = "fl-task.toml"
+FL_DATA_SEED = 0
 
 
 def _inspections(seed: int, part_prefix: str) -> Iterator[dict[str, Any]]:
@@ -71,6 +85,48 @@ def write_sample_files(member: Participant, seed: int) -> dict[str, Path]:
     return {"inspections": inspections, "forecast": forecast}
 
 
+def fl_asset_id(member: Participant) -> str:
+    return f"{member.participant_id[-4:].lower()}-quality-records"
+
+
+def write_training_data(member: Participant, index: int) -> Path:
+    """The supplier's private training records (scenario profile ``index``), written where
+    ``autospace fl data`` puts them (``<home>/fl-data/<asset>.csv``)."""
+    from federated import scenario
+    from federated.data import write_csv
+    from node.fl.owner import DATA_DIR
+
+    datasets = list(scenario.suppliers(3, FL_DATA_SEED).values())
+    path = Path(member.home) / DATA_DIR / f"{fl_asset_id(member)}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(datasets[index % len(datasets)], path)
+    return path
+
+
+def federated_policy() -> dict[str, Any]:
+    """Federated computation only, on the owner's conditions (checked every round)."""
+    return {"permission": [{"action": "cn:federatedCompute", "constraint": [
+        {"leftOperand": "cn:secureAggregation", "operator": "eq", "rightOperand": True},
+        {"leftOperand": "cn:cohortSize", "operator": "gteq", "rightOperand": 2},
+        {"leftOperand": "cn:epsilon", "operator": "lteq", "rightOperand": FL_EPSILON_BUDGET},
+        {"leftOperand": "purpose", "operator": "eq", "rightOperand": FL_PURPOSE},
+        {"leftOperand": "dateTime", "operator": "lt", "rightOperand": "2027-12-31T23:59:59Z"},
+    ]}]}
+
+
+def fl_task(suppliers: list[Participant]) -> str:
+    """The OEM's task file: train the predictive-quality model with every supplier."""
+    from federated import scenario
+
+    text = scenario.TASK_TOML.format(rounds=FL_ROUNDS, strategy="fedavg")
+    text += (f"\n[privacy]\nclip_norm = 1.0\nnoise_multiplier = {FL_NOISE}\n"
+             "delta = 1e-5\n")
+    for member in suppliers:
+        text += (f'\n[[participants]]\nid = "{member.participant_id}"\n'
+                 f'asset = "{fl_asset_id(member)}"\n')
+    return text
+
+
 def _ok(response: httpx.Response, what: str) -> Any:
     if response.status_code >= 300:
         raise DataspaceError(f"publishing {what} failed: {response.status_code} "
@@ -80,6 +136,7 @@ def _ok(response: httpx.Response, what: str) -> Any:
 
 def _publish_supplier(member: Participant, oem: Participant, files: dict[str, Path]) -> None:
     key = member.participant_id[-4:].lower()
+    training = files["training"]
     with httpx.Client(base_url=member.url, headers={"X-Api-Key": member.api_key},
                       timeout=30) as m:
         for ident, path, name, classification, media in (
@@ -94,6 +151,14 @@ def _publish_supplier(member: Participant, oem: Participant, files: dict[str, Pa
                                "classification": classification, "homeRegion": "CN"},
                 "dataAddress": {"@type": "DataAddress", "type": "File", "path": str(path)},
             }), f"asset {ident}")
+        _ok(m.post("/management/v3/assets", json={
+            "@context": EDC_CONTEXT, "@id": f"{key}-quality-records",
+            "properties": {"name": f"{member.name}: process parameters and defects "
+                                   "(training data, federated use only)",
+                           "contenttype": "text/csv", "classification": "core",
+                           "homeRegion": "CN"},
+            "dataAddress": {"@type": "DataAddress", "type": "File", "path": str(training)},
+        }), f"asset {key}-quality-records")
         policies = {
             "access-oem-only": {"permission": [{"action": "use",
                                                 "assignee": oem.participant_id}]},
@@ -113,10 +178,16 @@ def _publish_supplier(member: Participant, oem: Participant, files: dict[str, Pa
                 "@context": EDC_CONTEXT, "@id": ident,
                 "policy": {"@context": ODRL_CONTEXT, "@type": "Set", **body}}),
                 f"policy {ident}")
+        _ok(m.post("/management/v3/policydefinitions", json={
+            "@context": EDC_CONTEXT, "@id": "usage-federated-only",
+            "policy": {"@context": [ODRL_CONTEXT, CN_CONTEXT], "@type": "Set",
+                       **federated_policy()}}), "policy usage-federated-only")
         for ident, access, usage, asset in (
             ("offer-quality", "access-oem-only", "usage-quality-analysis",
              f"{key}-quality-inspections"),
             ("offer-forecast", "access-members", "usage-planning", f"{key}-delivery-forecast"),
+            ("offer-training", "access-oem-only", "usage-federated-only",
+             f"{key}-quality-records"),
         ):
             _ok(m.post("/management/v3/contractdefinitions", json={
                 "@context": EDC_CONTEXT, "@id": ident, "accessPolicyId": access,
@@ -173,7 +244,10 @@ def publish_samples(layout: Layout) -> None:
     suppliers = [m for m in members.values() if m.role == "supplier"]
     for n, supplier in enumerate(suppliers):
         files = write_sample_files(supplier, seed=1000 + n)
+        files["training"] = write_training_data(supplier, n)
         _publish_supplier(supplier, oem, files)
+    task = Path(layout.directory) / FL_TASK_FILE
+    task.write_text(fl_task(suppliers))
     with httpx.Client(base_url=oem.url, headers={"X-Api-Key": oem.api_key}, timeout=30) as m:
         _ok(m.post("/management/epcis/capture", json=traceability_document(oem, suppliers)),
             "EPCIS traceability events")

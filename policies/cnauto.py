@@ -47,7 +47,14 @@ def _region(value: Any) -> str | None:
 
 
 def apply_region_rules(decision: Decision, policy: Policy, req: Request, state: State) -> Decision:
-    """Apply the classification and region rules on top of the ODRL decision."""
+    """Apply the classification and region rules on top of the ODRL decision.
+
+    A catalog decision about no asset in particular (a connector checks an access policy
+    once per contract definition, before listing any asset under it) is left to the
+    policy: classification and region govern uses of an asset, not who may see offers.
+    """
+    if decision.scope == "catalog" and not req.asset:
+        return decision
     raw = req.asset.get("classification")
     level = CLASSIFICATION_ALIASES.get(raw, raw) if isinstance(raw, str) else None
     if level not in CLASSIFICATIONS:

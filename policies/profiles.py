@@ -19,6 +19,7 @@ from policies.model import Constraint
 from policies.request import MISSING, Request, State
 from policies.values import (
     ANY,
+    BOOLEAN,
     DATETIME,
     DECIMAL,
     DURATION,
@@ -300,6 +301,17 @@ def _cx_operands() -> dict[str, Operand]:
 CLASSIFICATIONS = ("general", "important", "core")  # 一般 / 重要 / 核心
 CLASSIFICATION_ALIASES = {"一般": "general", "重要": "important", "核心": "core"}
 FEDERATED_COMPUTE = CN + "federatedCompute"
+#: Limits of a federated round (cohort size, secure aggregation on, epsilon spent after the
+#: round). Only a round binds them: the data owner's guard checks them before contributing,
+#: with the round's values in the request context. Like Catena-X usage-context operands they
+#: are usage-time operands: unknown in the catalog, and the connector defers them while
+#: negotiating (``connectors.policy_checker.DEFERRED_TO_ROUND``); a transfer cannot bind
+#: them, so a policy carrying them never lets data be transferred (fail closed).
+FEDERATED_ROUND_OPERANDS = (
+    (CN + "cohortSize", INTEGER),
+    (CN + "secureAggregation", BOOLEAN),
+    (CN + "epsilon", DECIMAL),
+)
 
 
 def _asset_field(name: str) -> Source:
@@ -317,6 +329,8 @@ def _cn_operands() -> dict[str, Operand]:
     ops[CN + "classification"] = Operand(CN + "classification", ANY, _asset_field("classification"))
     ops[CN + "homeRegion"] = Operand(CN + "homeRegion", ANY, _asset_field("homeRegion"))
     ops[CN + "recipientRegion"] = Operand(CN + "recipientRegion", ANY, _claims_list("region"))
+    for iri, kind in FEDERATED_ROUND_OPERANDS:
+        ops[iri] = Operand(iri, kind, context_source(iri), scopes=NOT_CATALOG, access=False)
     return ops
 
 

@@ -46,6 +46,7 @@ def run_command(home: Path, task_path: Path, quiet: bool) -> None:
     from federated.errors import FederatedError, TaskFileError
     from node.context import build_context
     from node.db import make_engine, migrate
+    from node.fl.negotiate import negotiator_for_context
     from node.fl.runs import CoordinatorEnv, directory_for, run_task
     from node.fl.web import stage_timeout
     from node.keystore import KeyStore
@@ -58,7 +59,7 @@ def run_command(home: Path, task_path: Path, quiet: bool) -> None:
     env = CoordinatorEnv(config.did, engine, ctx.peer_client,
                          directory_for(ctx.registries, config.authority_did, ctx.resolver),
                          open_log(engine, ledger_settings(config).origin),
-                         stage_timeout(config))
+                         stage_timeout(config), negotiator=negotiator_for_context(ctx))
     display = _Progress(quiet)
     try:
         with display:

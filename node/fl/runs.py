@@ -30,6 +30,7 @@ from federated.tables import runs as runs_table
 from federated.task import TaskSpec, loads_task
 from ledger.log import Log
 from ledger.records import FL_ROUND
+from node.fl.negotiate import Negotiator, negotiate_agreements
 from node.fl.transport import Directory, IdentityKeys, Peer, PeerTransport
 
 log = logging.getLogger("autospace.fl")
@@ -48,6 +49,8 @@ class CoordinatorEnv:
     ledger: Log | None
     stage_timeout: float = 30.0
     clock: Callable[[], float] | None = None
+    negotiator: Negotiator | None = None  # None: participants without an agreement are
+    # left to their owner (which refuses the round, saying so)
 
     def now(self) -> datetime:
         if self.clock is None:
@@ -72,23 +75,21 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 
 def ledger_record(run_id: str, task: TaskSpec, report: RoundReport, at: datetime
                   ) -> dict[str, Any]:
-    """The ``fl-round`` ledger record of one round.
-
-    The record schema has no field for agreements yet, so agreement ids, the run and the
-    round status travel inside ``metrics``.
-    """
+    """The ``fl-round`` ledger record of one round: the run, the round's status and the
+    agreement each participant trains under next to the model hash and metrics."""
     participants = list(report.survivors or report.accepted or report.invited)
     agreements = {p.id: p.agreement for p in task.participants if p.agreement}
     metrics: dict[str, Any] = {
-        **_finite(report.metrics), "runId": run_id, "status": report.status,
+        **_finite(report.metrics),
         "invited": list(report.invited), "dropped": list(report.dropped),
         "refused": sorted(report.refusals),
-        "agreementIds": [agreements[p] for p in sorted(agreements)],
     }
     if report.epsilon is not None and math.isfinite(report.epsilon):
         metrics["epsilon"] = float(report.epsilon)
     return {"taskId": task.id, "round": report.round, "modelHash": report.model_hash,
             "participants": participants, "at": at.isoformat().replace("+00:00", "Z"),
+            "runId": run_id, "status": report.status,
+            "agreementIds": [agreements[p] for p in sorted(agreements)],
             "metrics": metrics}
 
 
@@ -129,12 +130,17 @@ def run_task(env: CoordinatorEnv, task_text: str, *, run_id: str | None = None,
 
     Raises:
         TaskFileError: the task file is invalid (nothing stored).
-        FederatedError: a participant is not a member of the data space (nothing stored).
+        FederatedError: a participant is not a member of the data space, or no agreement
+            could be negotiated with it (``NegotiationError``); nothing stored.
         IdentityError: this node has no membership credential to call peers with.
     """
     task = loads_task(task_text)
     peers: dict[str, Peer] = {p.id: env.directory.peer(p.id) for p in task.participants}
     task = with_agreements(env.engine, task, peers)
+    if env.negotiator is not None:  # before round one: an agreement with every owner
+        if on_stage is not None:
+            on_stage(1, "negotiate", {})
+        task = negotiate_agreements(env.negotiator, task, peers)
     for peer in peers.values():  # fail before storing anything if this node cannot sign
         env.peer_client.token_for(peer.did)
     run_id = run_id or new_run_id(task)

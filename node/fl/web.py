@@ -29,6 +29,7 @@ from federated.task import loads_task
 from federated.vocabulary import from_wire, to_wire
 from node.config import ConfigError, NodeConfig
 from node.context import NodeContext, Surface, node_context
+from node.fl.negotiate import negotiator_for_app
 from node.fl.owner import OwnerService
 from node.fl.runs import CoordinatorEnv, directory_for, get_run, list_runs, new_run_id, run_task
 
@@ -68,7 +69,8 @@ def coordinator_env(app: Flask) -> CoordinatorEnv:
         log.warning("fl rounds are not logged: the ledger component is not enabled")
     return CoordinatorEnv(ctx.config.did, ctx.engine, ctx.peer_client,
                           directory_for(ctx.registries, ctx.config.authority_did, ctx.resolver),
-                          ledger, stage_timeout(ctx.config), ctx.clock)
+                          ledger, stage_timeout(ctx.config), ctx.clock,
+                          negotiator=negotiator_for_app(app))
 
 
 def peer_blueprint(owner: OwnerService) -> Blueprint:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -69,7 +70,8 @@ def test_catalog_shows_each_member_what_its_access_policy_allows(space):
     parts = layout["participants"]
     oem_view = {d["@id"] for d in _catalog(parts["oem"], parts["supplier-brakes"])}
     peer_view = {d["@id"] for d in _catalog(parts["supplier-cells"], parts["supplier-brakes"])}
-    assert oem_view == {"sup1-quality-inspections", "sup1-delivery-forecast"}
+    assert oem_view == {"sup1-quality-inspections", "sup1-delivery-forecast",
+                        "sup1-quality-records"}
     assert peer_view == {"sup1-delivery-forecast"}  # quality data is for the OEM only
 
 
@@ -91,3 +93,58 @@ def test_up_refuses_a_running_space_and_status_reports_it(space):
     assert again.returncode != 0 and "already running" in again.stderr
     status = json.loads(run_cli("dataspace", "status", str(folder), "--json").stdout)
     assert all(row["running"] for row in status)
+
+
+def test_the_oem_trains_with_the_suppliers_and_beats_each_local_model(space):
+    """The README's worked scenario: ``autospace fl run`` with the task file ``up`` wrote
+    negotiates a federated-compute agreement with each supplier over DSP, trains with secure
+    aggregation and DP, and the model beats what each supplier could learn alone (on a
+    held-out set of parts from both suppliers)."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from federated import scenario
+    from federated.data import read_csv
+    from federated.models import build_model
+    from federated.tables import runs
+    from node.config import NodeConfig
+    from node.db import make_engine
+
+    folder, layout = space
+    oem = layout["participants"]["oem"]
+    task = folder / "fl-task.toml"
+    assert "noise_multiplier" in task.read_text()
+    out = run_cli("fl", "run", "--home", oem["home"], "--task", str(task), "--quiet",
+                  check=False, timeout=600)
+    assert "status: completed" in out.stdout, out.stdout + out.stderr
+    run_id = out.stdout.split("run: ", 1)[1].split()[0]
+    with httpx.Client(base_url=oem["url"], headers={"X-Api-Key": oem["api_key"]},
+                      timeout=30) as m:
+        run = m.get(f"/management/v3/fl/runs/{run_id}").json()
+        held = m.post("/management/v3/contractagreements/request",
+                      json={"@context": EDC, "@type": "QuerySpec"}).json()
+    assert len(run["rounds"]) == 10
+    assert all(r["status"] == "completed" and len(r["survivors"]) == 2 for r in run["rounds"])
+    assert {a["providerId"] for a in held} >= {"BPNL00000000SUP1", "BPNL00000000SUP2"}
+    engine = make_engine(NodeConfig.load(Path(oem["home"])).db_url)
+    try:
+        with engine.connect() as conn:
+            raw = conn.execute(select(runs.c.weights).where(runs.c.id == run_id)).scalar_one()
+    finally:
+        engine.dispose()
+    test = scenario.test_set(2)
+
+    def accuracy(weights: np.ndarray) -> float:
+        model = build_model("logistic", len(scenario.FEATURES))
+        model.set_weights(weights)
+        return model.evaluate(test.x, test.y).accuracy
+
+    federated = accuracy(np.frombuffer(raw, dtype="<f8"))
+    for key in ("supplier-brakes", "supplier-cells"):
+        home = Path(layout["participants"][key]["home"])
+        (path,) = (home / "fl-data").glob("*-quality-records.csv")
+        own = read_csv(path, scenario.LABEL)
+        local = build_model("logistic", len(scenario.FEATURES))
+        # as many passes over its own data as the federated run made (10 rounds x 2 epochs)
+        local.fit(own.x, own.y, epochs=20, learning_rate=0.1, rng=np.random.default_rng(0))
+        assert federated > accuracy(local.get_weights()), key

@@ -5,7 +5,8 @@ Every supplier keeps the worked scenario's synthetic quality records as a local 
 constraints (cohort size, secure aggregation, purpose, epsilon). Rounds run over the signed
 peer channel; the coordinator stores every round and logs it to its ledger. Agreements are
 written into each supplier's connector store here (as a finalized negotiation would leave
-them): the DSP negotiation of a ``federatedCompute``-only offer is not wired yet.
+them), so these tests can give owners limits a published offer would not carry; the DSP
+negotiation itself is exercised in ``test_fl_negotiated.py``.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def test_three_owners_train_and_every_round_is_in_the_ledger(space, tmp_path):
         assert record["taskId"] == "pq-basic" and record["round"] == r["round"]
         assert record["modelHash"] == r["modelHash"]
         assert sorted(record["participants"]) == ["BPN-s1", "BPN-s2", "BPN-s3"]
-        assert record["metrics"]["agreementIds"] == sorted(default_agreements().values())
+        assert record["agreementIds"] == sorted(default_agreements().values())
+        assert record["runId"] == run_id and record["status"] == "completed"
         assert record["metrics"]["eval_loss"] == r["metrics"]["eval_loss"]
     with space.nodes["oem"].management() as m:
         listed = m.get("/management/v3/fl/runs").json()
@@ -194,17 +196,23 @@ def test_three_owners_train_and_every_round_is_in_the_ledger(space, tmp_path):
 
 def test_agreements_come_from_the_coordinators_store(space, tmp_path):
     """A task naming no agreements uses those this node holds as consumer (what DSP
-    negotiations leave behind); a participant without one is refused by its owner."""
+    negotiations leave behind); for a participant without one the coordinator negotiates
+    before round one, and one that offers nothing stops the run, named, before any round."""
     oem = space.nodes["oem"]
     for name in ("s1", "s2"):
         add_agreement(oem, f"urn:agreement:{name}:fl", f"{name}-quality",
                       provider=f"BPN-{name}")
     run_id = fl_run(space, task_file(tmp_path / "t.toml", "pq-store", rounds=1,
-                                     agreements={s: None for s in SUPPLIERS}))
+                                     agreements={s: None for s in ("s1", "s2")}))
     (only,) = run_doc(space, run_id)["rounds"]
     assert only["status"] == "completed"
     assert sorted(only["survivors"]) == ["BPN-s1", "BPN-s2"]
-    assert "cites no contract agreement" in only["refusals"]["BPN-s3"]
+    out = run_cli("fl", "run", "--home", str(oem.home), "--task",
+                  str(task_file(tmp_path / "t3.toml", "pq-store3", rounds=1,
+                                agreements={s: None for s in SUPPLIERS})),
+                  "--quiet", env=oem.env, check=False, timeout=120)
+    assert out.returncode != 0 and "run: " not in out.stdout
+    assert "no agreement for federated computation with BPN-s3" in out.stderr, out.stderr
 
 
 def test_owner_refuses_a_round_its_agreement_forbids(space, tmp_path):
