@@ -100,6 +100,10 @@ def _print(layout: Layout, directory: Path) -> None:
         row["running"] = True
     _table(rows, console)
     console.print(f"participants, URLs and API keys: {directory / LAYOUT_FILE}")
+    task = directory / "fl-task.toml"
+    if task.exists():
+        console.print(f"federated learning: autospace fl run --home {directory / 'oem'} "
+                      f"--task {task}")
     console.print(f"stop with: autospace dataspace down {directory}")
 
 
