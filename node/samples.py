@@ -4,7 +4,7 @@ Each supplier gets synthetic quality-inspection results (important data, visible
 catalog only to the OEM, usable for quality analysis a bounded number of times), a
 delivery forecast (general data, visible to every member) and private training data for
 the predictive-quality model (core data: offered to the OEM for federated computation
-only — secure aggregation on, a cohort of at least two, an epsilon budget, one purpose).
+only — secure aggregation on, a cohort of at least two, one purpose).
 The OEM records part traceability as GS1 EPCIS 2.0 events in its ledger and gets a ready
 task file, ``<dataspace>/fl-task.toml``, to train with the suppliers (``autospace fl run``).
 Everything goes through the nodes' management APIs, so the samples double as a worked
@@ -31,13 +31,13 @@ ODRL_CONTEXT = "http://www.w3.org/ns/odrl.jsonld"
 QUALITY_PURPOSE = "quality-analysis"
 INSPECTION_ROWS = 2000
 CN_CONTEXT = {"cn": "https://w3id.org/autospace/cn-auto/"}
-#: The worked federated scenario: purpose, rounds and DP noise of the OEM's task, and the
-#: epsilon budget each supplier's offer grants (at delta 1e-5, noise multiplier 0.5 spends
-#: about 51.5 in 10 rounds, so the budget covers two full runs per agreement).
+#: The worked federated scenario: purpose and rounds of the OEM's task. It trains without
+#: differential privacy: with two suppliers, client-level DP noise at a useful epsilon (0.5 ->
+#: eps 51.5 in 10 rounds) left the federated model between 0.625 and 0.77 accuracy across
+#: seeds, not reliably above the best supplier's own model (0.691); without DP it reaches
+#: 0.777-0.779. Offers that carry `cn:epsilon` (DP required) are exercised in tests/fl_node.
 FL_PURPOSE = "predictive-quality"
 FL_ROUNDS = 10
-FL_NOISE = 0.5
-FL_EPSILON_BUDGET = 120
 FL_TASK_FILE = "fl-task.toml"
 FL_DATA_SEED = 0
 
@@ -108,7 +108,6 @@ def federated_policy() -> dict[str, Any]:
     return {"permission": [{"action": "cn:federatedCompute", "constraint": [
         {"leftOperand": "cn:secureAggregation", "operator": "eq", "rightOperand": True},
         {"leftOperand": "cn:cohortSize", "operator": "gteq", "rightOperand": 2},
-        {"leftOperand": "cn:epsilon", "operator": "lteq", "rightOperand": FL_EPSILON_BUDGET},
         {"leftOperand": "purpose", "operator": "eq", "rightOperand": FL_PURPOSE},
         {"leftOperand": "dateTime", "operator": "lt", "rightOperand": "2027-12-31T23:59:59Z"},
     ]}]}
@@ -119,8 +118,6 @@ def fl_task(suppliers: list[Participant]) -> str:
     from federated import scenario
 
     text = scenario.TASK_TOML.format(rounds=FL_ROUNDS, strategy="fedavg")
-    text += (f"\n[privacy]\nclip_norm = 1.0\nnoise_multiplier = {FL_NOISE}\n"
-             "delta = 1e-5\n")
     for member in suppliers:
         text += (f'\n[[participants]]\nid = "{member.participant_id}"\n'
                  f'asset = "{fl_asset_id(member)}"\n')
