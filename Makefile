@@ -33,10 +33,10 @@ postgres:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
 
 test-sqlite: setup tools
-	AUTOSPACE_TEST_DB=sqlite $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider --junitxml=.test-results/sqlite.xml
+	AUTOSPACE_TEST_DB=sqlite $(BIN)/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider --junitxml=.test-results/sqlite.xml
 
 test-postgres: setup tools postgres
-	AUTOSPACE_TEST_DB=$(PG_URL) $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider --junitxml=.test-results/postgres.xml
+	AUTOSPACE_TEST_DB=$(PG_URL) $(BIN)/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider --junitxml=.test-results/postgres.xml
 
 # The whole suite on SQLite, then again on PostgreSQL; the last line sums both runs.
 test: setup tools postgres

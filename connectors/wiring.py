@@ -48,7 +48,8 @@ from connectors.runtime import ConnectorRuntime
 DATAFLOW_EXTENSION = "autospace.dataflow"
 #: Where this component puts its :class:`ConnectorRuntime`.
 RUNTIME_EXTENSION = "autospace.connector"
-JOB_PROVIDER = "connectors.wiring:register_jobs"
+JOB_PROVIDER = "connectors.wiring:register_jobs"  # listed in node.worker.JOB_PROVIDERS
+NODE_EXTENSION = "autospace.node"  # node.context.CONTEXT_EXTENSION (connectors do not import node)
 OUTBOX_JOB_INTERVAL = 0.5
 DEFAULT_PROTOCOL_PATH = "/protocol"
 
@@ -85,11 +86,15 @@ def settings(config: Any) -> dict[str, Any]:
     }
 
 
+def _node_context(app: Flask) -> Any:
+    """The node's shared services (``node.context.NodeContext``), read from the app so that
+    connectors never import ``node``."""
+    return app.extensions[NODE_EXTENSION]
+
+
 def build_runtime(app: Flask) -> ConnectorRuntime:
     """The connector services for ``app``'s node context."""
-    from node.context import node_context
-
-    ctx = node_context(app)
+    ctx = _node_context(app)
     cfg = settings(ctx.config)
 
     def clock() -> datetime:
@@ -130,26 +135,21 @@ def runtime(app: Flask) -> ConnectorRuntime:
 
 def init_app(app: Flask) -> None:
     """Component entry point: DSP routes (PEER), version document (PUBLIC), EDC management
-    API (MANAGEMENT), JSON-LD contexts, and the outbox job."""
-    from node import worker
-    from node.context import Surface, node_context
-
+    API (MANAGEMENT), JSON-LD contexts; the node's worker runs :func:`register_jobs`."""
     edc.register_contexts()
     rt = build_runtime(app)
     app.extensions[RUNTIME_EXTENSION] = rt
-    ctx = node_context(app)
+    ctx = _node_context(app)
     _RUNTIMES[id(ctx)] = rt
     ctx.blueprints.add(
         dsp_http.protocol_blueprint(rt.protocol, base_path=rt.protocol_path,
                                     messages=rt.messages, after_commit=rt.dispatcher.kick),
-        surface=Surface.PEER,
+        surface="peer",
     )
     ctx.blueprints.add(dsp_http.version_blueprint(rt.protocol, base_path=rt.protocol_path),
-                       surface=Surface.PUBLIC)
+                       surface="public")
     for bp in management.blueprints(rt):
-        ctx.blueprints.add(bp, surface=Surface.MANAGEMENT)
-    if JOB_PROVIDER not in worker.JOB_PROVIDERS:
-        worker.JOB_PROVIDERS.append(JOB_PROVIDER)
+        ctx.blueprints.add(bp, surface="management")
     # Deliver what a previous run left in the outbox (crash, restart) without waiting for a
     # request; a forked child (preloading servers) starts its own thread.
     if _has_pending(rt):

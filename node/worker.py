@@ -23,6 +23,7 @@ log = logging.getLogger("autospace.worker")
 JOB_PROVIDERS: list[str] = [
     "node.jobs:register_identity_jobs",
     "connectors.dataplane.jobs:register",
+    "connectors.wiring:register_jobs",
 ]
 MAX_BACKOFF = 300.0
 
