@@ -8,6 +8,7 @@ Every message is a frozen dataclass with ``to_json()`` (ready for the wire) and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from connectors.dsp import validation as v
@@ -57,3 +58,50 @@ class Message:
         v.check_type(doc, cls.TYPE.value)
         v.check_context(doc, cls.TYPE.value)
         return doc
+
+
+@dataclass(frozen=True, slots=True)
+class PidsMessage(Message):
+    """A message that carries only the two process ids."""
+
+    provider_pid: str
+    consumer_pid: str
+
+    def to_json(self) -> Json:
+        return _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Self:
+        doc = cls._open(doc)
+        t = cls.TYPE.value
+        return cls(
+            provider_pid=v.require_str(doc, "providerPid", t),
+            consumer_pid=v.require_str(doc, "consumerPid", t),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CodeMessage(Message):
+    """A message with the process ids and an optional code and reasons (terminations,
+    suspensions, errors)."""
+
+    provider_pid: str
+    consumer_pid: str
+    code: str | None = None
+    reason: tuple[Any, ...] = ()
+
+    def to_json(self) -> Json:
+        return _code_reason(
+            _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid), self.code, self.reason
+        )
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Self:
+        doc = cls._open(doc)
+        t = cls.TYPE.value
+        return cls(
+            provider_pid=v.require_str(doc, "providerPid", t),
+            consumer_pid=v.require_str(doc, "consumerPid", t),
+            code=v.optional_str(doc, "code", t),
+            reason=v.reason_list(doc, t),
+        )

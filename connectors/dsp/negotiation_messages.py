@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Self
 
 from connectors.dsp import validation as v
 from connectors.dsp.errors import InvalidMessageError
-from connectors.dsp.message_base import Json, Message, _code_reason, _head, _pids
+from connectors.dsp.message_base import CodeMessage, Json, Message, PidsMessage, _head, _pids
 from connectors.dsp.vocabulary import (
     MessageType,
     NegotiationEventType,
@@ -135,24 +135,10 @@ class ContractAgreementMessage(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class ContractAgreementVerificationMessage(Message):
+class ContractAgreementVerificationMessage(PidsMessage):
     """Consumer -> provider: the consumer verified the agreement."""
 
     TYPE: ClassVar[MessageType] = MessageType.CONTRACT_AGREEMENT_VERIFICATION
-    provider_pid: str
-    consumer_pid: str
-
-    def to_json(self) -> Json:
-        return _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid)
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Self:
-        doc = cls._open(doc)
-        t = cls.TYPE.value
-        return cls(
-            provider_pid=v.require_str(doc, "providerPid", t),
-            consumer_pid=v.require_str(doc, "consumerPid", t),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,29 +174,10 @@ class ContractNegotiationEventMessage(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class ContractNegotiationTerminationMessage(Message):
+class ContractNegotiationTerminationMessage(CodeMessage):
     """Either side ends the negotiation; ``code`` and ``reason`` say why."""
 
     TYPE: ClassVar[MessageType] = MessageType.CONTRACT_NEGOTIATION_TERMINATION
-    provider_pid: str
-    consumer_pid: str
-    code: str | None = None
-    reason: tuple[Any, ...] = ()
-
-    def to_json(self) -> Json:
-        doc = _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid)
-        return _code_reason(doc, self.code, self.reason)
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Self:
-        doc = cls._open(doc)
-        t = cls.TYPE.value
-        return cls(
-            provider_pid=v.require_str(doc, "providerPid", t),
-            consumer_pid=v.require_str(doc, "consumerPid", t),
-            code=v.optional_str(doc, "code", t),
-            reason=v.reason_list(doc, t),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,26 +211,7 @@ class ContractNegotiation(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class ContractNegotiationError(Message):
+class ContractNegotiationError(CodeMessage):
     """The ERROR answer of the negotiation endpoints."""
 
     TYPE: ClassVar[MessageType] = MessageType.CONTRACT_NEGOTIATION_ERROR
-    provider_pid: str
-    consumer_pid: str
-    code: str | None = None
-    reason: tuple[Any, ...] = ()
-
-    def to_json(self) -> Json:
-        doc = _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid)
-        return _code_reason(doc, self.code, self.reason)
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Self:
-        doc = cls._open(doc)
-        t = cls.TYPE.value
-        return cls(
-            provider_pid=v.require_str(doc, "providerPid", t),
-            consumer_pid=v.require_str(doc, "consumerPid", t),
-            code=v.optional_str(doc, "code", t),
-            reason=v.reason_list(doc, t),
-        )

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Self
 
 from connectors.dsp import validation as v
 from connectors.dsp.errors import InvalidMessageError
-from connectors.dsp.message_base import Json, Message, _code_reason, _head, _pids
+from connectors.dsp.message_base import CodeMessage, Json, Message, PidsMessage, _head, _pids
 from connectors.dsp.vocabulary import (
     MessageType,
     TransferState,
@@ -138,70 +138,28 @@ class TransferStartMessage(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class _PidsMessage(Message):
-    provider_pid: str
-    consumer_pid: str
-
-    def to_json(self) -> Json:
-        return _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid)
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Self:
-        doc = cls._open(doc)
-        t = cls.TYPE.value
-        return cls(
-            provider_pid=v.require_str(doc, "providerPid", t),
-            consumer_pid=v.require_str(doc, "consumerPid", t),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _CodeMessage(Message):
-    provider_pid: str
-    consumer_pid: str
-    code: str | None = None
-    reason: tuple[Any, ...] = ()
-
-    def to_json(self) -> Json:
-        return _code_reason(
-            _pids(_head(self.TYPE), self.provider_pid, self.consumer_pid), self.code, self.reason
-        )
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Self:
-        doc = cls._open(doc)
-        t = cls.TYPE.value
-        return cls(
-            provider_pid=v.require_str(doc, "providerPid", t),
-            consumer_pid=v.require_str(doc, "consumerPid", t),
-            code=v.optional_str(doc, "code", t),
-            reason=v.reason_list(doc, t),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TransferCompletionMessage(_PidsMessage):
+class TransferCompletionMessage(PidsMessage):
     """Either side: the transfer has completed."""
 
     TYPE: ClassVar[MessageType] = MessageType.TRANSFER_COMPLETION
 
 
 @dataclass(frozen=True, slots=True)
-class TransferSuspensionMessage(_CodeMessage):
+class TransferSuspensionMessage(CodeMessage):
     """Either side: pause the transfer (access stops until resumed)."""
 
     TYPE: ClassVar[MessageType] = MessageType.TRANSFER_SUSPENSION
 
 
 @dataclass(frozen=True, slots=True)
-class TransferTerminationMessage(_CodeMessage):
+class TransferTerminationMessage(CodeMessage):
     """Either side: end the transfer for good."""
 
     TYPE: ClassVar[MessageType] = MessageType.TRANSFER_TERMINATION
 
 
 @dataclass(frozen=True, slots=True)
-class TransferError(_CodeMessage):
+class TransferError(CodeMessage):
     """The ERROR answer of the transfer endpoints."""
 
     TYPE: ClassVar[MessageType] = MessageType.TRANSFER_ERROR
