@@ -29,7 +29,7 @@ from ledger import tables
 from ledger.checkpoint import Signer
 from ledger.errors import ChainError, LedgerError
 from ledger.evm import Chain, account_from_key
-from ledger.log import Log, utc_now
+from ledger.log import Log, durable_transaction, utc_now
 
 
 class AnchorState(enum.StrEnum):
@@ -297,7 +297,7 @@ class Anchorer:
         return new >= self.policy.max_records or waited >= self.policy.interval_seconds
 
     def _maybe_create(self, report: StepReport, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with durable_transaction(self.engine) as conn:
             if self._rows(conn, IN_FLIGHT) or not self.due(conn, now):
                 return
             cp = self.log.sign_checkpoint(conn, self.signer)
@@ -324,7 +324,7 @@ class Anchorer:
         if row.next_attempt_at is not None and _aware(row.next_attempt_at) > now:
             return
         chain_id = self._check_chain()
-        with self.engine.begin() as conn:
+        with durable_transaction(self.engine) as conn:
             # Catch up: anchor the newest checkpoint, not the one recorded before an outage.
             # (The log only grows, so the newest checkpoint covers the recorded one.)
             cp = self.log.sign_checkpoint(conn, self.signer)

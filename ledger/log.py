@@ -10,16 +10,17 @@ before anything is read, so two appenders can never compute the same leaf index.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from ledger import rfc9162, tables
+from ledger import rfc9162, tables, tiles
 from ledger.checkpoint import Checkpoint, Signer, sign_checkpoint
 from ledger.errors import FormatError, NotFoundError, StorageError
 from ledger.records import SALT_SIZE, canonical_record, leaf_data, validate_record
@@ -65,24 +66,61 @@ class Entry:
 
 
 class _DbNodes:
-    """NodeSource over ``ledger_nodes`` for one log (one query per proof)."""
+    """NodeSource over ``ledger_tiles`` for one log (one query per proof)."""
 
     def __init__(self, conn: Connection, log_id: int) -> None:
         self._conn = conn
         self._log_id = log_id
 
     def get_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-        by_key = {tables.node_key(i.level, i.index): i for i in ids}
-        if not by_key:
+        where = {i: tiles.locate(i) for i in ids}
+        stored = self.get_tiles({k for k, _r, _p in where.values()})
+        out: dict[NodeId, bytes] = {}
+        for node, (key, row, position) in where.items():
+            tile = stored.get(key)
+            value = None if tile is None else tiles.node_in(tile, row, position)
+            if value is not None:
+                out[node] = value
+        return out
+
+    def get_tiles(self, keys: Collection[int]) -> dict[int, tiles.Tile]:
+        """The stored tiles among ``keys``."""
+        if not keys:
             return {}
-        # Driver-level SQL: a proof is ~20 index lookups, cheaper than building the statement.
+        # Driver-level SQL: a proof is a handful of index lookups, cheaper than a statement.
         mark = _mark(self._conn)
         sql = (
-            f"SELECT node_key, hash FROM {tables.nodes.name} "
-            f"WHERE log_id = {mark} AND node_key IN ({', '.join([mark] * len(by_key))})"
+            f"SELECT tile_key, width, hashes FROM {tables.tiles.name} "
+            f"WHERE log_id = {mark} AND tile_key IN ({', '.join([mark] * len(keys))})"
         )
-        rows = self._conn.exec_driver_sql(sql, (self._log_id, *by_key))
-        return {by_key[k]: bytes(h) for k, h in rows}
+        rows = self._conn.exec_driver_sql(sql, (self._log_id, *keys))
+        return {k: tiles.Tile(k, w, bytes(h)) for k, w, h in rows}
+
+
+@contextmanager
+def durable_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction whose commit reaches the disk, for signing checkpoints.
+
+    A signed checkpoint is a public commitment to a root. The node runs SQLite with
+    ``synchronous=NORMAL``, where a power cut can forget the last commits; had they been
+    covered by a published checkpoint, the log would later sign another root for the same
+    size, which is a fork. Committing with ``synchronous=FULL`` syncs the write-ahead log,
+    and with it every earlier commit. PostgreSQL commits are durable by default.
+    """
+    with engine.connect() as conn:
+        previous = None
+        if conn.dialect.name == "sqlite":
+            # The level cannot change inside a transaction: set it before, restore it after.
+            previous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+            conn.exec_driver_sql("PRAGMA synchronous=FULL")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if previous is not None:
+                conn.exec_driver_sql(f"PRAGMA synchronous={int(previous)}")
+                conn.commit()
 
 
 def _mark(conn: Connection) -> str:
@@ -246,8 +284,11 @@ class Log:
         start = self._lock_head(conn)
         now = self._clock()
         hashes = [rfc9162.leaf_hash(leaf_data(rt, rj, s)) for (_rid, rt, rj, s) in prepared]
-        frontier = self._frontier(conn, start)
-        new_nodes = extend_frontier(frontier, start, hashes)
+        edge = self._edge_tiles(conn, start)
+        try:
+            written = tiles.grow(start, edge, hashes)
+        except ValueError as exc:
+            raise StorageError("log storage is inconsistent", found=str(exc)) from None
         ids = [rid for (rid, _rt, _rj, _s) in prepared]
         if len(set(ids)) != len(ids):
             raise StorageError("record ids repeat within the batch")
@@ -262,13 +303,20 @@ class Log:
                 for i, (rid, rt, rj, s) in enumerate(prepared)
             ],
         )
+        mark = _mark(conn)
+        replaced = [t.key for t in written if t.key in edge]
+        if replaced:
+            conn.exec_driver_sql(
+                f"DELETE FROM {tables.tiles.name} WHERE log_id = {mark} "
+                f"AND tile_key IN ({', '.join([mark] * len(replaced))})",
+                (self.log_id, *replaced),
+            )
         _bulk_insert(
             conn,
-            tables.nodes,
-            ("log_id", "node_key", "hash"),
-            [(self.log_id, k, h) for k, h in new_nodes],
+            tables.tiles,
+            ("log_id", "tile_key", "width", "hashes"),
+            [(self.log_id, t.key, t.width, t.hashes) for t in written],
         )
-        mark = _mark(conn)
         conn.exec_driver_sql(
             f"UPDATE {tables.logs.name} SET size = {mark} WHERE id = {mark}",
             (start + len(prepared), self.log_id),
@@ -286,11 +334,15 @@ class Log:
             if conn.dialect.name == "postgresql":
                 # One typed array parameter: text parameters against the varchar column
                 # would cast the column and turn the index lookup into a scan of the log.
-                sql, params = f"{head} = ANY({mark}::varchar[]) LIMIT 1", (self.log_id, chunk)
+                # Never prepared: psycopg prepares a statement after five runs, and the
+                # generic plan PostgreSQL then keeps, made while the log was small, scans it.
+                with conn.connection.driver_connection.cursor() as cur:
+                    sql = f"{head} = ANY({mark}::varchar[]) LIMIT 1"
+                    clash = cur.execute(sql, (self.log_id, chunk), prepare=False).fetchone()
             else:
                 marks = ", ".join([mark] * len(chunk))
                 sql, params = f"{head} IN ({marks}) LIMIT 1", (self.log_id, *chunk)
-            clash = conn.exec_driver_sql(sql, params).first()
+                clash = conn.exec_driver_sql(sql, params).first()
             if clash is not None:
                 raise StorageError("record id already logged", found=clash[0])
 
@@ -302,17 +354,13 @@ class Log:
         )
         return self.size(conn)
 
-    def _frontier(self, conn: Connection, size: int) -> dict[int, bytes]:
-        """Hashes of the perfect subtrees making up the tree of ``size``, by level."""
-        if size == 0:
-            return {}
-        ids = rfc9162.root_plan(size)
-        found = _DbNodes(conn, self.log_id).get_nodes(ids)
-        if len(found) != len(ids):
-            raise StorageError(
-                "log storage lacks frontier nodes", expected=len(ids), found=len(found)
-            )
-        return {i.level: found[i] for i in ids}
+    def _edge_tiles(self, conn: Connection, size: int) -> dict[int, tiles.Tile]:
+        """The partial tiles on the right edge of the tree of ``size`` (they hold its frontier)."""
+        keys = tiles.edge_keys(size)
+        found = _DbNodes(conn, self.log_id).get_tiles(keys)
+        if len(found) != len(keys):
+            raise StorageError("log storage lacks edge tiles", expected=len(keys), found=len(found))
+        return found
 
     # -- checkpoints -------------------------------------------------------------------------
     def sign_checkpoint(self, conn: Connection, signer: Signer) -> Checkpoint:
@@ -348,30 +396,6 @@ class Log:
             .limit(1)
         ).first()
         return None if row is None else Checkpoint.from_note(row[0])
-
-
-def extend_frontier(
-    frontier: dict[int, bytes], start: int, leaf_hashes: Sequence[bytes]
-) -> list[tuple[int, bytes]]:
-    """Append leaf hashes to a tree of ``start`` leaves; return the new (node_key, hash) rows.
-
-    ``frontier`` (level -> hash of the perfect subtrees of the current tree) is updated in
-    place. Each leaf completes on average one interior node: amortised O(1) per append.
-    """
-    out: list[tuple[int, bytes]] = []
-    key = tables.node_key
-    index = start
-    for h in leaf_hashes:
-        level, idx = 0, index
-        out.append((key(0, idx), h))
-        while idx & 1:
-            h = rfc9162.node_hash(frontier.pop(level), h)
-            level += 1
-            idx >>= 1
-            out.append((key(level, idx), h))
-        frontier[level] = h
-        index += 1
-    return out
 
 
 def _bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple]) -> None:

@@ -9,6 +9,7 @@ record that bundle proves.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -63,6 +64,10 @@ def _plain(value: Any) -> bool:
     return False
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_SORTED_COMPACT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def canonical_record(record: Mapping[str, Any]) -> str:
     """RFC 8785 canonical JSON of a record (RecordError if it is not JSON).
 
@@ -72,7 +77,7 @@ def canonical_record(record: Mapping[str, Any]) -> str:
     """
     try:
         if _plain(record):
-            text = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            text = _SORTED_COMPACT.encode(record)
             text.encode()  # lone surrogates are not JSON text
         else:
             text = rfc8785.dumps(record).decode()
@@ -97,9 +102,15 @@ def leaf_data(record_type: str, record_json: str, salt: bytes) -> bytes:
         + ',"salt":"'
         + salt.hex()
         + '","type":'
-        + json.dumps(record_type)
+        + _json_string(record_type)
         + "}"
     ).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _json_string(value: str) -> str:
+    """JSON string literal of a record type (a handful of distinct values, so cached)."""
+    return json.dumps(value)
 
 
 # -- a small schema language for our own record types -----------------------------------

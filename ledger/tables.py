@@ -1,8 +1,9 @@
 """The ledger's tables (own MetaData, migrated by the Alembic branch "ledger").
 
-Only perfect subtrees are stored in ``ledger_nodes``, keyed by ``node_key(level, index)``:
-about 2n rows for n leaves, written once each (append is amortised O(1)), and any proof
-or root needs at most ~2 log2(n) of them.
+Only perfect subtrees are stored, grouped into tiles of four levels (``ledger.tiles``) in
+``ledger_tiles``: about n/15 rows for n leaves, each written once except the few partial
+tiles on the right edge (append is amortised O(1)); a proof or root reads about two tiles
+per four levels.
 """
 
 from __future__ import annotations
@@ -24,16 +25,6 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-# Bits of a node key that hold the level; the rest hold the index (RFC 9162 trees of up
-# to 2**57 leaves, far beyond MAX_TREE_SIZE any real log reaches).
-LEVEL_BITS = 6
-
-
-def node_key(level: int, index: int) -> int:
-    """Pack (level, index) of a perfect subtree into one integer primary key."""
-    return (index << LEVEL_BITS) | level
-
-
 logs = Table(
     "ledger_logs",
     metadata,
@@ -44,13 +35,16 @@ logs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-nodes = Table(
-    "ledger_nodes",
+tiles = Table(
+    "ledger_tiles",
     metadata,
     Column("log_id", Integer, ForeignKey("ledger_logs.id"), primary_key=True),
-    Column("node_key", BigInteger, primary_key=True),
-    Column("hash", LargeBinary(32), nullable=False),
-    # SQLite: one B-tree keyed by the primary key instead of rowid table + PK index.
+    # ledger.tiles.tile_key(group, index)
+    Column("tile_key", BigInteger, primary_key=True),
+    # Base nodes present (1..16); the hashes follow row by row (at most 30 x 32 bytes).
+    Column("width", Integer, nullable=False),
+    Column("hashes", LargeBinary(960), nullable=False),
+    # SQLite: one B-tree keyed by the primary key (a full tile stays under its in-page limit).
     sqlite_with_rowid=False,
 )
 

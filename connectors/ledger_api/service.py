@@ -28,7 +28,7 @@ from ledger import audit, epcis, tables
 from ledger.anchor import AnchorState, anchor_status
 from ledger.checkpoint import Checkpoint, Signer, verifier_key
 from ledger.errors import FormatError, NotFoundError
-from ledger.log import Entry, Log, NewRecord
+from ledger.log import Entry, Log, NewRecord, durable_transaction
 from ledger.records import CONTRACT_AGREEMENT
 from ledger.settings import LedgerSettings
 
@@ -105,7 +105,7 @@ class LedgerService:
         if cp is not None:
             return cp
         try:
-            with self.engine.begin() as conn:
+            with durable_transaction(self.engine) as conn:
                 return self.log.sign_checkpoint(conn, self.signer)
         except IntegrityError:  # another request signed the same size first
             with self.engine.connect() as conn:
@@ -166,7 +166,7 @@ class LedgerService:
     # -- operator ----------------------------------------------------------------------------
     def bundle(self, record_id: str, tree_size: int | None = None) -> dict[str, Any]:
         """The auditor's proof bundle for ``record_id`` (may sign a checkpoint: writes)."""
-        with self.engine.begin() as conn:
+        with durable_transaction(self.engine) as conn:
             return audit.build_bundle(conn, self.log, record_id, self.signer,
                                       tree_size=tree_size)
 

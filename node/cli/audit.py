@@ -163,8 +163,9 @@ def _write_bundle(home: Path, record_id: str, output: Path, tree_size: int | Non
     try:
         with open_ledger(home) as (engine, log, keys, _settings):
             from ledger.audit import build_bundle
+            from ledger.log import durable_transaction
 
-            with engine.begin() as conn:
+            with durable_transaction(engine) as conn:
                 bundle = build_bundle(conn, log, record_id, keys, tree_size=tree_size)
     except LedgerError as exc:
         raise click.ClickException(exc.diagnosis) from None

@@ -98,7 +98,12 @@ def status_command(home: Path, as_json: bool) -> None:
 @_ledger_errors
 def checkpoint_command(home: Path) -> None:
     """Sign a checkpoint of the current log and print it (C2SP signed note)."""
-    with open_ledger(home, create=True) as (engine, log, keys, _s), engine.begin() as conn:
+    from ledger.log import durable_transaction
+
+    with (
+        open_ledger(home, create=True) as (engine, log, keys, _s),
+        durable_transaction(engine) as conn,
+    ):
         note = log.sign_checkpoint(conn, keys).note
     click.echo(note, nl=False)
 

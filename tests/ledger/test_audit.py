@@ -7,9 +7,9 @@ import copy
 import json
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from ledger import audit, rfc9162, tables
+from ledger import audit, rfc9162, tables, tiles
 from ledger.checkpoint import Ed25519Signer, verifier_key
 from ledger.errors import (
     AnchorMismatchError,
@@ -21,7 +21,6 @@ from ledger.errors import (
     SignatureError,
     VerificationError,
 )
-from ledger.log import extend_frontier
 from tests.ledger.conftest import ORIGIN
 from tests.ledger.helpers import anchor_now, anchored_chain, append
 
@@ -198,12 +197,15 @@ def test_tampered_storage_detected(engine, log, signer, setup):
 
 def test_tampered_interior_hash_detected(engine, log, signer, setup):
     victim = rfc9162.inclusion_plan(5, 37).node_ids()[1]
+    assert victim.level > 0
+    key, row, position = tiles.locate(victim)
+    t = tables.tiles
+    where = (t.c.log_id == log.log_id) & (t.c.tile_key == key)
     with engine.begin() as conn:
-        conn.execute(
-            update(tables.nodes)
-            .where(tables.nodes.c.node_key == tables.node_key(victim.level, victim.index))
-            .values(hash=bytes(32))
-        )
+        width, hashes = conn.execute(select(t.c.width, t.c.hashes).where(where)).one()
+        at = (tiles.row_offsets(width)[row] + position) * rfc9162.HASH_SIZE
+        forged = hashes[:at] + bytes(32) + hashes[at + rfc9162.HASH_SIZE :]
+        conn.execute(update(t).where(where).values(hashes=forged))
     with pytest.raises(RootMismatchError):
         audit.verify_bundle(_bundle(engine, log, signer), trusted_key=_vkey(signer))
 
@@ -215,11 +217,13 @@ def _rewrite(engine, log, keep: int, new_records: int, signer):
         conn.execute(tables.entries.delete().where(tables.entries.c.leaf_index >= keep))
         conn.execute(tables.checkpoints.delete().where(tables.checkpoints.c.tree_size > keep))
         leaves = [log.entry(conn, i).leaf_hash() for i in range(keep)]
-        conn.execute(tables.nodes.delete())
-        rows = extend_frontier({}, 0, leaves)
+        conn.execute(tables.tiles.delete())
         conn.execute(
-            tables.nodes.insert(),
-            [{"log_id": log.log_id, "node_key": k, "hash": h} for k, h in rows],
+            tables.tiles.insert(),
+            [
+                {"log_id": log.log_id, "tile_key": t.key, "width": t.width, "hashes": t.hashes}
+                for t in tiles.grow(0, {}, leaves)
+            ],
         )
         conn.execute(update(tables.logs).values(size=keep))
     append(engine, log, 1000, new_records)

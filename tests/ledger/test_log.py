@@ -7,9 +7,9 @@ import threading
 import pytest
 from sqlalchemy import func, select, text
 
-from ledger import rfc9162, tables
+from ledger import rfc9162, tables, tiles
 from ledger.errors import NotFoundError, RecordError, StorageError
-from ledger.log import Log, NewRecord
+from ledger.log import Log, NewRecord, durable_transaction
 from tests.ledger import reference
 from tests.ledger.conftest import ORIGIN, agreement
 
@@ -32,9 +32,17 @@ def test_append_and_prove_against_reference(engine, log):
                 assert log.inclusion_proof(conn, m, n) == reference.path(m, leaves[:n])
             for m in range(1, n):
                 assert log.consistency_proof(conn, m, n) == reference.proof(m, leaves[:n])
-        # storage stays near 2n nodes: every perfect subtree once, nothing else
-        count = conn.execute(select(func.count()).select_from(tables.nodes)).scalar_one()
-        assert count == sum(37 >> lvl for lvl in range(6))
+        # storage holds every perfect subtree once, nothing else, in ceil(37/16) + 1 tiles
+        stored = [
+            tiles.Tile(k, w, h)
+            for k, w, h in conn.execute(
+                select(tables.tiles.c.tile_key, tables.tiles.c.width, tables.tiles.c.hashes)
+            )
+        ]
+        assert len(stored) == 4
+        held = dict(tiles.unpack(stored))
+        assert set(held) == {rfc9162.NodeId(lvl, i) for lvl in range(6) for i in range(37 >> lvl)}
+        assert all(held[rfc9162.NodeId(0, i)] == rfc9162.leaf_hash(leaves[i]) for i in range(37))
 
 
 def test_leaf_is_salted_canonical_json(engine, log):
@@ -61,7 +69,7 @@ def test_append_joins_callers_transaction(engine, log):
         assert log.size(conn) == 0
         with pytest.raises(NotFoundError):
             log.entry_by_record_id(conn, "gone")
-        assert conn.execute(select(func.count()).select_from(tables.nodes)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(tables.tiles)).scalar_one() == 0
 
 
 def test_invalid_record_appends_nothing(engine, log):
@@ -148,3 +156,30 @@ def test_works_on_migrated_schema(migrated_engine):
         log.append_many(conn, [NewRecord("contract-agreement", agreement(i)) for i in range(9)])
         assert log.root(conn) == reference.mth(_leaves(log, conn, 9))
         conn.execute(text("select 1"))
+
+
+def _synchronous(conn) -> int | None:
+    if conn.dialect.name != "sqlite":
+        return None
+    return conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+
+
+def test_checkpoints_are_signed_in_durable_transactions(engine, log, signer):
+    """A published checkpoint must outlive a power cut: its commit syncs the WAL (FULL),
+    and the pooled connection goes back to the node's NORMAL afterwards, even on failure."""
+    with engine.connect() as conn:
+        normal = _synchronous(conn)
+        raw = conn.connection.dbapi_connection
+    with durable_transaction(engine) as conn:
+        assert conn.connection.dbapi_connection is raw  # the pooled connection, switched
+        assert _synchronous(conn) in (None, 2)
+        log.append(conn, "contract-agreement", agreement(1), record_id="agr-1")
+        log.sign_checkpoint(conn, signer)
+    with pytest.raises(RuntimeError), durable_transaction(engine) as conn:
+        log.append(conn, "contract-agreement", agreement(2), record_id="agr-2")
+        raise RuntimeError("failed before commit")
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection is raw
+        assert _synchronous(conn) == normal
+        assert log.size(conn) == 1
+        assert log.latest_checkpoint(conn).size == 1
