@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from connectors.identity import ed25519
 
 ACCESS = "edr-access"
 REFRESH = "edr-refresh"
@@ -97,7 +96,7 @@ class TokenCodec:
         refresh_ttl: int = 86400,
     ) -> None:
         self._signer = signer
-        self._public = Ed25519PublicKey.from_public_bytes(signer.public_key_bytes())
+        self._public_raw = bytes(signer.public_key_bytes())
         self._clock = clock
         self.issuer = issuer
         self.access_ttl = access_ttl
@@ -151,10 +150,9 @@ class TokenCodec:
             raise TokenError("token header or claims are not JSON") from None
         if not isinstance(header, dict) or header.get("alg") != "EdDSA":
             raise TokenError("token algorithm must be EdDSA")
-        try:
-            self._public.verify(_unb64(parts[2]), f"{parts[0]}.{parts[1]}".encode("ascii"))
-        except InvalidSignature:
-            raise TokenError("token signature is invalid") from None
+        signature = _unb64(parts[2])
+        if not ed25519.verify(self._public_raw, signature, f"{parts[0]}.{parts[1]}".encode()):
+            raise TokenError("token signature is invalid")
         if not isinstance(claims, dict):
             raise TokenError("token claims are not an object")
         if claims.get("iss") != self.issuer or claims.get("aud") != AUDIENCE:

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from connectors.identity import ed25519
 from connectors.identity.jwk import b64url_decode, b64url_encode
 from connectors.identity.signer import Signer
 
@@ -67,8 +67,4 @@ def verify_signature(parsed: Parsed, public_key: Ed25519PublicKey) -> bool:
     """True when ``parsed`` carries a valid EdDSA signature by ``public_key``."""
     if parsed.header.get("alg") != ALGORITHM:
         return False
-    try:
-        public_key.verify(parsed.signature, parsed.signing_input)
-    except InvalidSignature:
-        return False
-    return True
+    return ed25519.verify(public_key, parsed.signature, parsed.signing_input)

@@ -26,7 +26,7 @@ _INSERT_REPLAY = insert(replay)
 _SQLITE_INSERT = "INSERT INTO identity_replay (issuer, jti, expires_at) VALUES (?, ?, ?)"
 # One statement, one round trip: 0 rows when the id is already stored.
 _PG_INSERT = ("INSERT INTO identity_replay (issuer, jti, expires_at) VALUES (%s, %s, %s) "
-              "ON CONFLICT (issuer, jti) DO NOTHING")
+              "ON CONFLICT (expires_at, issuer, jti) DO NOTHING")
 
 
 class SqlReplayStore:
@@ -55,7 +55,7 @@ class SqlReplayStore:
         self._pg: Any = None  # psycopg.Connection of this process (PostgreSQL fast path)
         self._pid = 0
         self._pg_fast = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, int], int] = OrderedDict()
         self._seen_capacity = seen_capacity
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             # The hottest write of the node. SQLite's busy handler waits for the writer
@@ -69,9 +69,8 @@ class SqlReplayStore:
             self._sqlite_path = engine.url.database
 
     def remember(self, issuer: str, jti: str, expires_at: int) -> bool:
-        key = (issuer, jti)
-        known = self._seen.get(key)
-        if known is not None and known >= self._clock():
+        key = (issuer, jti, expires_at)  # the database's key (see tables.replay)
+        if key in self._seen and expires_at >= self._clock():
             return False  # this process stored or saw it: a replay, no database needed
         if self._pg_fast:
             with self._write_lock:
@@ -86,7 +85,7 @@ class SqlReplayStore:
             self._maybe_purge()
         return inserted
 
-    def _note(self, key: tuple[str, str], expires_at: int) -> None:
+    def _note(self, key: tuple[str, str, int], expires_at: int) -> None:
         """Remember ``key`` in memory (bounded; the oldest entries go first)."""
         seen = self._seen
         seen[key] = expires_at
