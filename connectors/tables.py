@@ -104,6 +104,16 @@ contract_negotiations = Table(
     Index("ix_dsp_negotiations_state", "state"),
 )
 
+# Negotiations started by POST /management/v3/edrs whose transfer has not been started yet.
+# An index for the dispatcher's follow-up, which then touches only these instead of every
+# FINALIZED negotiation; the transfer request itself stays in the negotiation's ``extra``.
+edr_pending = Table(
+    "connector_edr_pending",
+    metadata,
+    Column("negotiation_id", String(ID), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 contract_agreements = Table(
     "dsp_contract_agreements",
     metadata,

@@ -301,6 +301,33 @@ class StoreSession:
         self._update(t.contract_negotiations, e.id, e.version, values)
         return replace(e, version=e.version + 1)
 
+    def add_edr_pending(self, negotiation_id: str) -> None:
+        """Mark a negotiation whose transfer starts once it is FINALIZED (POST /edrs)."""
+        if self._get_edr_pending(negotiation_id) is None:
+            self.conn.execute(
+                insert(t.edr_pending).values(negotiation_id=negotiation_id, created_at=self.clock())
+            )
+
+    def _get_edr_pending(self, negotiation_id: str) -> Any:
+        p = t.edr_pending
+        return self.conn.execute(select(p).where(p.c.negotiation_id == negotiation_id)).first()
+
+    def settled_edr_pending(self, limit: int = 1000) -> list[ContractNegotiationEntity]:
+        """Marked negotiations that have reached FINALIZED or TERMINATED (oldest first)."""
+        n, p = t.contract_negotiations, t.edr_pending
+        q = (
+            select(n)
+            .join(p, p.c.negotiation_id == n.c.id)
+            .where(n.c.state.in_(("FINALIZED", "TERMINATED")))
+            .order_by(p.c.created_at, p.c.negotiation_id)
+            .limit(limit)
+        )
+        return [rows.negotiation_from_row(r) for r in self.conn.execute(q)]
+
+    def drop_edr_pending(self, negotiation_id: str) -> None:
+        p = t.edr_pending
+        self.conn.execute(delete(p).where(p.c.negotiation_id == negotiation_id))
+
     def get_negotiation(self, pid: str) -> ContractNegotiationEntity | None:
         r = self._get(t.contract_negotiations, pid)
         return None if r is None else rows.negotiation_from_row(r)

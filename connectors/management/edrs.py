@@ -44,13 +44,25 @@ EDR_KEY = "edr"  # negotiation.extra entry: the transfer to start once FINALIZED
 
 
 def continue_edr_requests(rt: ConnectorRuntime) -> int:
-    """Start the transfer of every EDR request whose negotiation is now FINALIZED (job)."""
+    """Start the transfer of every EDR request whose negotiation is now FINALIZED (job).
+
+    Reads only the negotiations marked by POST /edrs that have ended (an index), so the
+    cost does not grow with the node's history; a TERMINATED one is just unmarked.
+    """
     started = 0
     with rt.store.transaction() as tx:
-        done = tx.list_negotiations(state=NegotiationState.FINALIZED.value, limit=10_000)
-    for n in done:
+        settled = tx.settled_edr_pending()
+    for n in settled:
         edr = n.extra.get(EDR_KEY)
-        if not isinstance(edr, dict) or edr.get("transferId") or not n.agreement_id:
+        startable = (
+            n.state == NegotiationState.FINALIZED
+            and isinstance(edr, dict)
+            and not edr.get("transferId")
+            and n.agreement_id
+        )
+        if not startable:
+            with rt.store.transaction() as tx:
+                tx.drop_edr_pending(n.id)
             continue
         transfer = start_transfer(rt, edr["request"], agreement_id=n.agreement_id)
         with rt.store.transaction() as tx:
@@ -58,6 +70,7 @@ def continue_edr_requests(rt: ConnectorRuntime) -> int:
             if current is not None:
                 extra = {**current.extra, EDR_KEY: {**edr, "transferId": transfer.id}}
                 tx.save_negotiation(replace(current, extra=extra))
+            tx.drop_edr_pending(n.id)
         started += 1
     return started
 
@@ -91,6 +104,7 @@ def blueprint(rt: ConnectorRuntime) -> Blueprint:
                 current = tx.get_negotiation(entity.id)
                 extra = {**current.extra, EDR_KEY: {"request": request}}
                 tx.save_negotiation(replace(current, extra=extra))
+                tx.add_edr_pending(entity.id)
 
             guarded(lambda: _in_tx(rt, remember), what="negotiation", ident=entity.id)
             return respond(edc.id_response(entity.id, entity.created_at))

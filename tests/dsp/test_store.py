@@ -344,3 +344,34 @@ def test_a_failed_step_writes_nothing(store) -> None:
         assert tx.get_negotiation(step.entity.id) is None
         assert tx.get_agreement(step.agreement.id) is None
     assert outbox.pending_count(store.engine) == 0
+
+
+def test_edr_pending_index_returns_only_marked_negotiations_that_ended(store) -> None:
+    h = Harness()
+    offer = {**POLICY, "@id": OFFER_ID, "target": DATASET}
+    made = []
+    with store.transaction() as tx:
+        for _ in range(4):
+            req = h.consumer.neg.request(
+                provider_id=PROVIDER_ID, provider_address=PROVIDER_URL, offer=offer
+            )
+            made.append(tx.apply(req))
+    marked, unmarked_final = made[:3], made[3]
+    with store.transaction() as tx:
+        for n in marked:
+            tx.add_edr_pending(n.id)
+        tx.add_edr_pending(marked[0].id)  # marking twice is harmless
+        assert tx.settled_edr_pending() == []  # none has ended yet
+        final = tx.save_negotiation(replace(marked[0], state=NegotiationState.FINALIZED))
+        ended = tx.save_negotiation(replace(marked[1], state=NegotiationState.TERMINATED))
+        tx.save_negotiation(replace(unmarked_final, state=NegotiationState.FINALIZED))
+    with store.transaction() as tx:
+        settled = tx.settled_edr_pending()
+        assert {n.id for n in settled} == {final.id, ended.id}
+        tx.drop_edr_pending(final.id)
+        tx.drop_edr_pending(ended.id)
+    with store.transaction() as tx:
+        assert tx.settled_edr_pending() == []
+        again = tx.get_negotiation(marked[2].id)
+        tx.save_negotiation(replace(again, state=NegotiationState.FINALIZED))
+        assert [n.id for n in tx.settled_edr_pending()] == [marked[2].id]
