@@ -175,6 +175,20 @@ class Dispatcher:
         self._start_lock = threading.Lock()
         #: run after each drain by the thread (e.g. continue EDR requests); errors logged
         self.after_drain: Callable[[], Any] | None = None
+        #: run once, when the first thread starts (e.g. free leases of dead processes)
+        self.on_start: Callable[[], Any] | None = None
+        self._started = False
+
+    def prepare(self) -> None:
+        """Run ``on_start`` once per dispatcher, from its thread or the worker job."""
+        with self._start_lock:
+            if self._started or self.on_start is None:
+                return
+            self._started = True
+        try:
+            self.on_start()
+        except Exception as exc:  # the leases then expire on their own
+            log.warning("outbox start-up step failed: %s", exc)
 
     def kick(self) -> None:
         """Ask for delivery now (starts the thread lazily, so forked workers get their own)."""
@@ -204,6 +218,7 @@ class Dispatcher:
         the outbox is empty or the store keeps failing (the next kick starts a new thread,
         and the worker job covers retries in between)."""
         failures = 0
+        self.prepare()
         while not self._stop.is_set():
             self._wake.wait(self.idle_seconds)
             self._wake.clear()

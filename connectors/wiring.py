@@ -117,8 +117,12 @@ def build_runtime(app: Flask) -> ConnectorRuntime:
     directory = PeerDirectory(ctx.registries, authorities)
     messages = MessageLog(Path(cfg["message_log"]) if cfg["message_log"] else None)
     sender = PeerSender(ctx.peer_client, directory, messages)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{id(protocol):x}"
+    host = socket.gethostname()
+    owner = outbox.owner_id(host, os.getpid(), f"{id(protocol):x}")
     dispatcher = Dispatcher(protocol, sender, owner=owner)
+    dispatcher.on_start = lambda: outbox.release_orphaned_leases(
+        ctx.engine, host, now=clock()
+    )
     rt = ConnectorRuntime(
         protocol=protocol, store=store, checker=checker, directory=directory,
         peer_client=ctx.peer_client, dispatcher=dispatcher, messages=messages, clock=clock,
@@ -171,6 +175,7 @@ def register_jobs(registry: Any, ctx: Any) -> None:
         return  # the connector component is not part of this app
 
     def deliver() -> None:
+        rt.dispatcher.prepare()
         rt.dispatcher.drain()
         continue_edr_requests(rt)
 

@@ -11,6 +11,8 @@ still pending.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +115,59 @@ def lease(
     with engine.begin() as conn:
         got = [OutboxMessage(**r._mapping) for r in conn.execute(stmt)]
     return sorted(got, key=lambda m: m.id)
+
+
+def owner_id(host: str, pid: int, instance: str) -> str:
+    """A lease owner: ``host:pid:instance``, so a restarted node can tell its dead holders."""
+    return f"{host}:{pid}:{instance}"
+
+
+def release_orphaned_leases(
+    engine: Engine, host: str, *, now: datetime, alive: Callable[[int], bool] | None = None
+) -> int:
+    """Free the unexpired leases that processes of ``host`` held when they died.
+
+    Without this, a node killed while delivering waits out its own leases (30 s) after a
+    restart. Only owners on this host whose pid no longer runs are released; a live holder,
+    or one on another host, keeps its lease. (A message re-sent after all is harmless: the
+    peer answers a replay from its processed-message table.)
+    """
+    is_alive = alive or _pid_alive
+    o = t.outbox
+    now_ms = epoch_ms(now)
+    prefix = f"{host}:"
+    with engine.begin() as conn:
+        owners = conn.execute(
+            select(o.c.lease_owner)
+            .where(o.c.status == "pending", o.c.leased_until >= now_ms)
+            .where(o.c.lease_owner.startswith(prefix, autoescape=True))
+            .distinct()
+        ).scalars().all()
+        pids = {w: _owner_pid(w, prefix) for w in owners}
+        dead = [w for w, pid in pids.items() if pid is not None and not is_alive(pid)]
+        if not dead:
+            return 0
+        res = conn.execute(
+            update(o)
+            .where(o.c.status == "pending", o.c.lease_owner.in_(dead), o.c.leased_until >= now_ms)
+            .values(leased_until=None)
+        )
+    return res.rowcount or 0
+
+
+def _owner_pid(owner: str, prefix: str) -> int | None:
+    pid = owner[len(prefix):].split(":", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _held(row_id: int, owner: str, now_ms: int) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -90,3 +91,47 @@ def test_negotiation_survives_sigkill_of_both_nodes(space):
                      assetId="forecast")) == 1
     provider_side = query(provider, "/management/v3/contractnegotiations/request")
     assert [n["state"] for n in provider_side] == ["FINALIZED"]
+
+
+def test_restart_frees_the_leases_its_killed_process_held(space):
+    """A node killed while delivering held the row's lease; its restart must not wait the
+    lease out (set to 10 minutes here, so waiting it out would fail the test)."""
+    import socket
+
+    from sqlalchemy import text
+
+    from connectors.dsp.outbox import epoch_ms, owner_id
+    from node.db import make_engine
+
+    provider, oem = space.nodes["provider"], space.nodes["oem"]
+    with mgmt(provider) as m:
+        ok(m.post("/management/v3/assets", json={
+            "@context": EDC, "@id": "forecast-2", "properties": {"name": "forecast, week 2"},
+            "dataAddress": {"@type": "DataAddress", "type": "HttpData",
+                            "baseUrl": "http://127.0.0.1:9/x"}}))
+    offer = datasets(catalog(oem, provider))["forecast-2"]["hasPolicy"][0]
+    kill(provider)
+    with mgmt(oem) as m:
+        created = ok(m.post("/management/v3/contractnegotiations", json={
+            "@context": EDC, "@type": "ContractRequest", "counterPartyAddress": proto(provider),
+            "counterPartyId": "BPN-provider", "protocol": PROTOCOL,
+            "policy": {"@context": ODRL_CTX, **offer, "target": "forecast-2"}}))
+    dead_pid = oem.process.popen.pid
+    kill(oem)
+    engine = make_engine(oem.database_url)
+    try:
+        with engine.begin() as conn:
+            held = conn.execute(
+                text("UPDATE dsp_outbox SET lease_owner = :o, leased_until = :u "
+                     "WHERE status = 'pending'"),
+                {"o": owner_id(socket.gethostname(), dead_pid, "killed"),
+                 "u": epoch_ms(datetime.now(UTC)) + 600_000},
+            ).rowcount
+    finally:
+        engine.dispose()
+    assert held >= 1
+    provider.process = oem.process = None
+    space.start("provider", "oem")
+    neg = wait_state(oem, f"/management/v3/contractnegotiations/{created['@id']}",
+                     {"FINALIZED", "TERMINATED"}, timeout=25)
+    assert neg["state"] == "FINALIZED", neg

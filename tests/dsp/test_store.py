@@ -375,3 +375,25 @@ def test_edr_pending_index_returns_only_marked_negotiations_that_ended(store) ->
         again = tx.get_negotiation(marked[2].id)
         tx.save_negotiation(replace(again, state=NegotiationState.FINALIZED))
         assert [n.id for n in tx.settled_edr_pending()] == [marked[2].id]
+
+
+def test_leases_of_dead_processes_on_this_host_are_released(store) -> None:
+    """A node restarted after SIGKILL does not wait out its own dead worker's leases."""
+    eng = store.engine
+    rows = _enqueue(store, 3)  # three processes, one row each
+    dead = outbox.owner_id("host-a", 4242, "x")
+    live = outbox.owner_id("host-a", 4343, "y")
+    other_host = outbox.owner_id("host-b", 4242, "z")
+    outbox.lease(eng, dead, now=T0, limit=1)
+    outbox.lease(eng, live, now=T0, limit=1)
+    outbox.lease(eng, other_host, now=T0, limit=1)
+    later = T0 + timedelta(seconds=1)  # every lease still has 29 s to run
+    assert outbox.lease(eng, "w2", now=later) == []
+    freed = outbox.release_orphaned_leases(eng, "host-a", now=later, alive=lambda pid: pid == 4343)
+    assert freed == 1
+    (got,) = outbox.lease(eng, "w2", now=later)
+    assert got.id == rows[0]
+    assert not outbox.complete(eng, got.id, dead, now=later)  # the dead owner lost it
+    # the live holder's lease is released only once it is dead; another host's never
+    assert outbox.release_orphaned_leases(eng, "host-a", now=later, alive=lambda pid: False) == 1
+    assert [m.id for m in outbox.lease(eng, "w3", now=later)] == [rows[1]]
