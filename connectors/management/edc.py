@@ -43,6 +43,8 @@ RESPONSE_CONTEXT: dict[str, str] = {
     "dspace": DSPACE_NS,
 }
 DEFAULT_REQUEST_CONTEXT: dict[str, str] = {**RESPONSE_CONTEXT}
+#: How EDC's management API shows a provider's catalog: DCAT, ODRL and DSP terms prefixed.
+CATALOG_CONTEXT: dict[str, str] = {**RESPONSE_CONTEXT, "dcat": DCAT_NS, "dct": DCT_NS}
 MAX_QUERY_LIMIT = 1000
 
 
@@ -184,6 +186,20 @@ def id_response(ident: str, created: datetime | None) -> dict[str, Any]:
     """EDC's IdResponse for a creation."""
     return {"@context": RESPONSE_CONTEXT, "@type": "IdResponse", "@id": ident,
             "createdAt": epoch_ms(created)}
+
+
+def catalog_view(doc: Any) -> dict[str, Any]:
+    """A provider's DSP catalog or dataset as EDC's management API answers it.
+
+    The provider's answer is compacted with DSP 2025-1's own terms (``dataset``,
+    ``hasPolicy``); EDC clients read ``dcat:dataset``, ``odrl:hasPolicy``,
+    ``dcat:distribution``, so it is re-compacted with EDC's namespaces (same graph).
+    """
+    try:
+        return policies.jsonld.compact(doc, CATALOG_CONTEXT)
+    except policies.jsonld.JsonLdError as exc:
+        raise ProblemError(502, "Bad Gateway",
+                           f"the counter-party's catalog is not valid JSON-LD: {exc}") from None
 
 
 def with_context(doc: dict[str, Any]) -> dict[str, Any]:

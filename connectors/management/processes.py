@@ -277,7 +277,8 @@ def blueprint(rt: ConnectorRuntime) -> Blueprint:
             filters = edc.as_list(q.get("filterExpression")) if isinstance(q, dict) else []
             if filters:
                 msg["filter"] = filters
-            return respond(peer_call(rt, "POST", f"{address}/catalog/request", did, msg))
+            answer = peer_call(rt, "POST", f"{address}/catalog/request", did, msg)
+            return respond(edc.catalog_view(answer))
 
     @bp.route("/catalog/dataset/request")
     class DatasetRequest(MethodView):
@@ -295,7 +296,7 @@ def blueprint(rt: ConnectorRuntime) -> Blueprint:
             if not isinstance(ident, str):
                 edc.bad_request("@id (the dataset id) is required", path="@id")
             url = f"{address}/catalog/datasets/{quote(ident, safe='')}"
-            return respond(peer_call(rt, "GET", url, did))
+            return respond(edc.catalog_view(peer_call(rt, "GET", url, did)))
 
     @bp.route("/contractnegotiations")
     class Negotiations(MethodView):

@@ -31,6 +31,7 @@ from tests.connector.test_dsp_e2e import (
     PROTOCOL,
     catalog,
     datasets,
+    first_offer,
     mgmt,
     negotiate,
     ok,
@@ -109,7 +110,7 @@ def published(space):
 
 def _agree(space, asset_id: str) -> dict[str, Any]:
     consumer, provider = space.nodes["consumer"], space.nodes["provider"]
-    offer = datasets(catalog(consumer, provider))[asset_id]["hasPolicy"][0]
+    offer = first_offer(datasets(catalog(consumer, provider))[asset_id])
     created = negotiate(consumer, provider, {**offer, "target": asset_id})
     neg = wait_state(consumer, f"/management/v3/contractnegotiations/{created['@id']}",
                      {"FINALIZED", "TERMINATED"})

@@ -97,9 +97,17 @@ def catalog(consumer, provider) -> dict[str, Any]:
             "counterPartyId": "BPN-provider", "protocol": PROTOCOL}))
 
 
-def datasets(cat: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    items = cat.get("dataset", [])
+def datasets(cat: dict[str, Any], key: str = "dcat:dataset") -> dict[str, dict[str, Any]]:
+    """Datasets of a management-API catalog (EDC's shape: ``dcat:dataset``), or of a DSP
+    catalog with ``key="dataset"``."""
+    items = cat.get(key, [])
     return {d["@id"]: d for d in (items if isinstance(items, list) else [items])}
+
+
+def first_offer(dataset: dict[str, Any]) -> dict[str, Any]:
+    """The first offer of a management-API dataset (``odrl:hasPolicy``, one or a list)."""
+    offers = dataset["odrl:hasPolicy"]
+    return offers[0] if isinstance(offers, list) else offers
 
 
 def negotiate(consumer, provider, offer: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def wait_state(node, path: str, wanted: set[str], timeout: float = 20.0) -> dict
 @pytest.fixture(scope="module")
 def finalized(space, published):
     oem = space.nodes["oem"]
-    offer = datasets(catalog(oem, published))["restricted"]["hasPolicy"][0]
+    offer = first_offer(datasets(catalog(oem, published))["restricted"])
     offer = {**offer, "target": "restricted"}
     created = negotiate(oem, published, offer)
     neg = wait_state(oem, f"/management/v3/contractnegotiations/{created['@id']}",
@@ -145,8 +153,27 @@ def test_catalog_shows_only_permitted_offers(space, published):
     seen_by_other = datasets(catalog(space.nodes["other"], published))
     assert set(seen_by_oem) == {"restricted", "open"}
     assert set(seen_by_other) == {"open"}
-    offer = seen_by_oem["restricted"]["hasPolicy"][0]
-    assert offer["@type"] == "Offer" and offer["permission"]
+    offer = first_offer(seen_by_oem["restricted"])
+    assert offer["@type"] == "odrl:Offer" and offer["odrl:permission"]
+
+
+def test_management_catalog_has_edc_shape(space, published):
+    """EDC clients read the prefixed keys EDC's management API answers with."""
+    cat = catalog(space.nodes["oem"], published)
+    assert cat["@type"] == "dcat:Catalog"
+    ctx = cat["@context"]
+    assert ctx["dcat"] == "http://www.w3.org/ns/dcat#"
+    assert ctx["odrl"] == "http://www.w3.org/ns/odrl/2/"
+    assert ctx["@vocab"] == "https://w3id.org/edc/v0.0.1/ns/"
+    dataset = datasets(cat)["open"]
+    assert dataset["@type"] == "dcat:Dataset"
+    assert "dcat:distribution" in dataset
+    permission = first_offer(dataset)["odrl:permission"]
+    permission = permission[0] if isinstance(permission, list) else permission
+    assert permission["odrl:action"] in ({"@id": "odrl:use"}, "odrl:use")
+    service = cat["dcat:service"]
+    service = service[0] if isinstance(service, list) else service
+    assert service["dcat:endpointURL"] == proto(published)
 
 
 def test_negotiation_finalizes_with_the_same_agreement_on_both_sides(space, finalized):
@@ -250,7 +277,10 @@ def test_invalid_transition_answers_400_with_the_dsp_error(space, finalized):
 def test_a_duplicated_request_changes_nothing(space, published):
     """The same ContractRequestMessage twice: one negotiation, the same answer both times."""
     oem, provider = space.nodes["oem"], space.nodes["provider"]
-    offer = datasets(catalog(oem, published))["open"]["hasPolicy"][0]
+    with oem.peer_client() as client:  # the offer as DSP shows it, for a DSP message
+        dataset = client.get(proto(provider) + "/catalog/datasets/open", audience=provider.did)
+    offers = dataset.json()["hasPolicy"]
+    offer = offers[0] if isinstance(offers, list) else offers
     consumer_pid = f"urn:uuid:{uuid.uuid4()}"
     msg = {"@context": DSP_CTX, "@type": "ContractRequestMessage", "consumerPid": consumer_pid,
            "offer": {**offer, "target": "open"}, "callbackAddress": proto(oem)}
@@ -340,7 +370,7 @@ def test_catalog_pages_carry_link_headers(space, published):
         url = nxt[0].split(">")[0].lstrip("<")
         second = client.post(url, audience=provider.did, json=msg)
     assert second.status_code == 200
-    ids = [datasets(first.json()), datasets(second.json())]
+    ids = [datasets(first.json(), "dataset"), datasets(second.json(), "dataset")]
     assert all(len(page) == 1 for page in ids)
     assert set(ids[0]) | set(ids[1]) == {"open", "restricted"}
     assert 'rel="prev"' in " ".join(second.headers.get_list("Link"))
@@ -348,7 +378,7 @@ def test_catalog_pages_carry_link_headers(space, published):
 
 def test_edr_call_negotiates_and_starts_the_transfer(space, published):
     oem = space.nodes["oem"]
-    offer_id = datasets(catalog(oem, published))["open"]["hasPolicy"][0]["@id"]
+    offer_id = first_offer(datasets(catalog(oem, published))["open"])["@id"]
     with mgmt(oem) as m:
         created = ok(m.post("/management/v3/edrs", json={
             "@context": EDC, "@type": "ContractRequest", "counterPartyAddress": proto(published),

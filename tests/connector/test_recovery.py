@@ -22,6 +22,7 @@ from tests.connector.test_dsp_e2e import (
     PROTOCOL,
     catalog,
     datasets,
+    first_offer,
     mgmt,
     ok,
     proto,
@@ -66,7 +67,7 @@ def test_negotiation_survives_sigkill_of_both_nodes(space):
                 "@context": ODRL_CTX, "@type": "Set", "permission": [{"action": "use"}]}}))
         ok(m.post("/management/v3/contractdefinitions", json={
             "@context": EDC, "@id": "cd", "accessPolicyId": "use", "contractPolicyId": "use"}))
-    offer = datasets(catalog(oem, provider))["forecast"]["hasPolicy"][0]
+    offer = first_offer(datasets(catalog(oem, provider))["forecast"])
 
     kill(provider)
     with mgmt(oem) as m:
@@ -109,7 +110,7 @@ def test_restart_frees_the_leases_its_killed_process_held(space):
             "@context": EDC, "@id": "forecast-2", "properties": {"name": "forecast, week 2"},
             "dataAddress": {"@type": "DataAddress", "type": "HttpData",
                             "baseUrl": "http://127.0.0.1:9/x"}}))
-    offer = datasets(catalog(oem, provider))["forecast-2"]["hasPolicy"][0]
+    offer = first_offer(datasets(catalog(oem, provider))["forecast-2"])
     kill(provider)
     with mgmt(oem) as m:
         created = ok(m.post("/management/v3/contractnegotiations", json={

@@ -33,6 +33,7 @@ from tests.connector.test_dsp_e2e import (
     PROTOCOL,
     catalog,
     datasets,
+    first_offer,
     mgmt,
     ok,
     proto,
@@ -110,7 +111,7 @@ def wait_row(space, name: str, table: Any, consumer_pid: str, wanted: set[str] |
 
 
 def start_negotiation(space, asset_id: str) -> str:
-    offer = space.offers[asset_id]["hasPolicy"][0]
+    offer = first_offer(space.offers[asset_id])
     with mgmt(space.nodes["oem"]) as m:
         created = ok(m.post("/management/v3/contractnegotiations", json={
             "@context": EDC, "@type": "ContractRequest",

@@ -49,7 +49,7 @@ def _catalog(consumer: dict, provider: dict) -> list[dict]:
             "counterPartyAddress": provider["protocol_url"],
             "counterPartyId": provider["participant_id"], "protocol": PROTOCOL})
     assert r.status_code == 200, r.text
-    items = r.json().get("dataset", [])
+    items = r.json().get("dcat:dataset", [])
     return items if isinstance(items, list) else [items]
 
 

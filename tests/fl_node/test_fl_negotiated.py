@@ -133,10 +133,10 @@ def catalog_offer(oem, supplier) -> dict[str, Any] | None:
             "@context": EDC, "@type": "CatalogRequest",
             "counterPartyAddress": supplier.url + "/protocol",
             "counterPartyId": f"BPN-{supplier.name}", "protocol": PROTOCOL}))
-    items = cat.get("dataset", [])
+    items = cat.get("dcat:dataset", [])
     for d in items if isinstance(items, list) else [items]:
         if d["@id"] == f"{supplier.name}-quality":
-            offers = d["hasPolicy"]
+            offers = d["odrl:hasPolicy"]
             return offers[0] if isinstance(offers, list) else offers
     return None
 
@@ -154,7 +154,7 @@ def test_the_oem_sees_the_federated_offers(space):
     for name in SUPPLIERS:
         offer = catalog_offer(oem, space.nodes[name])
         assert offer is not None, f"{name}'s federated offer is not in the OEM's catalog"
-        assert "federatedCompute" in json.dumps(offer["permission"])
+        assert "federatedCompute" in json.dumps(offer["odrl:permission"])
     assert catalog_offer(oem, space.nodes["s3"]) is None  # nothing offered
 
 
