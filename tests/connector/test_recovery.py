@@ -48,6 +48,22 @@ def kill(node) -> None:
     node.process.popen.wait(10)
 
 
+def add_asset(provider, ident: str, name: str) -> None:
+    with mgmt(provider) as m:
+        ok(m.post("/management/v3/assets", json={
+            "@context": EDC, "@id": ident, "properties": {"name": name},
+            "dataAddress": {"@type": "DataAddress", "type": "HttpData",
+                            "baseUrl": "http://127.0.0.1:9/x"}}))
+
+
+def request_contract(consumer, provider, offer: dict[str, Any], target: str) -> dict[str, Any]:
+    with mgmt(consumer) as m:
+        return ok(m.post("/management/v3/contractnegotiations", json={
+            "@context": EDC, "@type": "ContractRequest", "counterPartyAddress": proto(provider),
+            "counterPartyId": "BPN-provider", "protocol": PROTOCOL,
+            "policy": {"@context": ODRL_CTX, **offer, "target": target}}))
+
+
 def query(node, path: str, **filters: str) -> list[dict[str, Any]]:
     criteria = [{"operandLeft": k, "operator": "=", "operandRight": v}
                 for k, v in filters.items()]
@@ -57,11 +73,8 @@ def query(node, path: str, **filters: str) -> list[dict[str, Any]]:
 
 def test_negotiation_survives_sigkill_of_both_nodes(space):
     provider, oem = space.nodes["provider"], space.nodes["oem"]
+    add_asset(provider, "forecast", "delivery forecast")
     with mgmt(provider) as m:
-        ok(m.post("/management/v3/assets", json={
-            "@context": EDC, "@id": "forecast", "properties": {"name": "delivery forecast"},
-            "dataAddress": {"@type": "DataAddress", "type": "HttpData",
-                            "baseUrl": "http://127.0.0.1:9/x"}}))
         ok(m.post("/management/v3/policydefinitions", json={
             "@context": EDC, "@id": "use", "policy": {
                 "@context": ODRL_CTX, "@type": "Set", "permission": [{"action": "use"}]}}))
@@ -70,11 +83,7 @@ def test_negotiation_survives_sigkill_of_both_nodes(space):
     offer = first_offer(datasets(catalog(oem, provider))["forecast"])
 
     kill(provider)
-    with mgmt(oem) as m:
-        created = ok(m.post("/management/v3/contractnegotiations", json={
-            "@context": EDC, "@type": "ContractRequest", "counterPartyAddress": proto(provider),
-            "counterPartyId": "BPN-provider", "protocol": PROTOCOL,
-            "policy": {"@context": ODRL_CTX, **offer, "target": "forecast"}}))
+    created = request_contract(oem, provider, offer, "forecast")
     time.sleep(1.0)  # a delivery attempt or two fail against the dead provider
     state = ok(mgmt(oem).get(f"/management/v3/contractnegotiations/{created['@id']}/state"))
     assert state["state"] == "REQUESTED"
@@ -105,18 +114,10 @@ def test_restart_frees_the_leases_its_killed_process_held(space):
     from node.db import make_engine
 
     provider, oem = space.nodes["provider"], space.nodes["oem"]
-    with mgmt(provider) as m:
-        ok(m.post("/management/v3/assets", json={
-            "@context": EDC, "@id": "forecast-2", "properties": {"name": "forecast, week 2"},
-            "dataAddress": {"@type": "DataAddress", "type": "HttpData",
-                            "baseUrl": "http://127.0.0.1:9/x"}}))
+    add_asset(provider, "forecast-2", "forecast, week 2")
     offer = first_offer(datasets(catalog(oem, provider))["forecast-2"])
     kill(provider)
-    with mgmt(oem) as m:
-        created = ok(m.post("/management/v3/contractnegotiations", json={
-            "@context": EDC, "@type": "ContractRequest", "counterPartyAddress": proto(provider),
-            "counterPartyId": "BPN-provider", "protocol": PROTOCOL,
-            "policy": {"@context": ODRL_CTX, **offer, "target": "forecast-2"}}))
+    created = request_contract(oem, provider, offer, "forecast-2")
     dead_pid = oem.process.popen.pid
     kill(oem)
     engine = make_engine(oem.database_url)

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from alembic import command
 from sqlalchemy import insert, text
 
 from connectors import tables
-from node.db import alembic_config, make_engine
-
-
-def _run(engine, target: str) -> None:
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, target)
+from node.db import make_engine
+from tests.support.databases import migrate_to
 
 
 def test_upgrade_marks_waiting_edr_requests(db_url):
     engine = make_engine(db_url)
     try:
-        _run(engine, "connectors_0001")
+        migrate_to(engine, "connectors_0001")
         now = datetime(2026, 11, 1, tzinfo=UTC)
         base = {"role": "consumer", "state": "REQUESTED", "counter_party_id": "BPN-P",
                 "counter_party_address": "http://127.0.0.1:1/protocol", "created_at": now,
@@ -35,7 +28,7 @@ def test_upgrade_marks_waiting_edr_requests(db_url):
             for ident, extra in extras.items():
                 conn.execute(insert(tables.contract_negotiations).values(
                     id=ident, extra=extra, **base))
-        _run(engine, "connectors_0002")
+        migrate_to(engine, "connectors_0002")
         with engine.connect() as conn:
             marked = conn.execute(text("SELECT negotiation_id FROM connector_edr_pending"))
             assert [r[0] for r in marked] == ["waiting"]

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 
 from connectors.identity.store import SqlReplayStore
-from node.db import alembic_config, make_engine
+from node.db import make_engine
+from tests.support.databases import migrate_to
 
 ISSUER = "did:web:a.example"
-
-
-def _run(engine, target: str, down: bool = False) -> None:
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, target)
 
 
 @pytest.fixture
 def engine(db_url):
     eng = make_engine(db_url)
-    _run(eng, "identity_0001")
+    migrate_to(eng, "identity_0001")
     yield eng
     eng.dispose()
 
@@ -33,7 +26,7 @@ def test_upgrade_keeps_seen_ids_and_drops_the_expiry_index(engine):
             text("INSERT INTO identity_replay (issuer, jti, expires_at) VALUES (:i, :j, :e)"),
             [{"i": ISSUER, "j": f"j{n}", "e": 1000 + n} for n in range(50)],
         )
-    _run(engine, "identity_0002")
+    migrate_to(engine, "identity_0002")
     insp = inspect(engine)
     assert insp.get_pk_constraint("identity_replay")["constrained_columns"] == [
         "expires_at",
@@ -48,7 +41,7 @@ def test_upgrade_keeps_seen_ids_and_drops_the_expiry_index(engine):
         assert store.purge(now=1025) == 25  # a range delete on the key's prefix
     finally:
         store.close()
-    _run(engine, "identity_0001", down=True)
+    migrate_to(engine, "identity_0001", down=True)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM identity_replay")).scalar_one()
     assert rows == 26  # j25..j49 and "new"

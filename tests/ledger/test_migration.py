@@ -5,24 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 
 from ledger import rfc9162
 from ledger.log import Log
-from node.db import alembic_config, make_engine
+from node.db import make_engine
 from tests.ledger import reference
 from tests.ledger.memory import MemoryTree
+from tests.support.databases import migrate_to
 
 N = 1000
 ORIGIN = "migration.example/log"
-
-
-def _run(engine, target: str, down: bool = False) -> None:
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, target)
 
 
 def _old_layout(conn, leaves: list[bytes], tamper: rfc9162.NodeId | None = None) -> int:
@@ -49,7 +42,7 @@ def _old_layout(conn, leaves: list[bytes], tamper: rfc9162.NodeId | None = None)
 @pytest.fixture
 def old_engine(db_url):
     eng = make_engine(db_url)
-    _run(eng, "ledger_0001")
+    migrate_to(eng, "ledger_0001")
     yield eng
     eng.dispose()
 
@@ -59,7 +52,7 @@ def test_upgrade_moves_every_node_and_downgrade_restores_them(old_engine):
     with old_engine.begin() as conn:
         _old_layout(conn, leaves)
         before = sorted(conn.execute(text("SELECT node_key, hash FROM ledger_nodes")).all())
-    _run(old_engine, "ledger_0002")
+    migrate_to(old_engine, "ledger_0002")
     assert "ledger_nodes" not in inspect(old_engine).get_table_names()
     with old_engine.connect() as conn:
         log = Log.open(conn, ORIGIN, create=False)
@@ -67,7 +60,7 @@ def test_upgrade_moves_every_node_and_downgrade_restores_them(old_engine):
         for m in (0, 17, 511, 999):
             assert log.inclusion_proof(conn, m, N) == reference.path(m, leaves)
         assert log.consistency_proof(conn, 300, N) == reference.proof(300, leaves)
-    _run(old_engine, "ledger_0001", down=True)
+    migrate_to(old_engine, "ledger_0001", down=True)
     with old_engine.connect() as conn:
         after = sorted(conn.execute(text("SELECT node_key, hash FROM ledger_nodes")).all())
     assert [(k, bytes(h)) for k, h in after] == [(k, bytes(h)) for k, h in before]
@@ -79,7 +72,7 @@ def test_upgrade_keeps_a_tampered_hash_as_it_was(old_engine):
     victim = rfc9162.NodeId(3, 1)
     with old_engine.begin() as conn:
         _old_layout(conn, leaves, tamper=victim)
-    _run(old_engine, "ledger_0002")
+    migrate_to(old_engine, "ledger_0002")
     with old_engine.connect() as conn:
         log = Log.open(conn, ORIGIN, create=False)
         assert log.nodes(conn).get_nodes([victim]) == {victim: bytes(32)}
@@ -95,7 +88,7 @@ def test_upgrade_refuses_a_log_missing_nodes(old_engine):
         _old_layout(conn, leaves)
         conn.execute(text("DELETE FROM ledger_nodes WHERE node_key = :k"), {"k": (2 << 6) | 1})
     with pytest.raises(RuntimeError, match="cannot be moved to tiles"):
-        _run(old_engine, "ledger_0002")
+        migrate_to(old_engine, "ledger_0002")
     # nothing half-done: still the old layout with its nodes
     assert "ledger_tiles" not in inspect(old_engine).get_table_names()
     with old_engine.connect() as conn:

@@ -51,3 +51,15 @@ def fresh_database_url(tmp_dir: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+def migrate_to(engine, target: str, *, down: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Run the node's Alembic migrations up (or down) to ``target`` on ``engine``."""
+    from alembic import command
+
+    from node.db import alembic_config
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, target)
