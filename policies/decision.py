@@ -50,6 +50,31 @@ class RuleReport:
         return out
 
 
+def _unmet(rep: tuple, out: list[str]) -> None:
+    """Collect the failed or undecidable leaves of a constraint report."""
+    if rep[0] == "logical":
+        _, _uid, _op, result, members = rep
+        if result is not True:
+            for member in members:
+                _unmet(member, out)
+        return
+    _, _uid, left, op, right, value, result, note = rep
+    if result is True:
+        return
+    name = _term(left)
+    if result is None:
+        out.append(f"{name} is not known" + (f" ({note})" if note else ""))
+        return
+    shown = display(value)
+    out.append(f"{name} {_term(op)} {display(right)} does not hold (it is {shown})")
+
+
+def _term(iri: Any) -> str:
+    """The last segment of an IRI (``odrl:count`` -> ``count``), for messages."""
+    text = str(iri)
+    return text.rsplit("/", 1)[-1].rsplit("#", 1)[-1].rsplit(":", 1)[-1] or text
+
+
 def render_constraint(rep: tuple) -> dict[str, Any]:
     """Turn a constraint report tuple (see compile.py) into JSON."""
     if rep[0] == "logical":
@@ -100,6 +125,21 @@ class Decision:
     events: list[dict[str, Any]] = field(default_factory=list)
     export: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
+
+    def unmet(self) -> list[str]:
+        """The constraints that kept each permission from granting, one phrase each.
+
+        ``reason`` says *that* no permission granted; operators and consumers need to know
+        *which* term failed (the agreed number of uses is spent, another purpose was given).
+        """
+        out: list[str] = []
+        if self.permitted:
+            return out
+        for rule in self.rules:
+            if rule.kind == "permission" and rule.active is not True:
+                for rep in rule.constraints:
+                    _unmet(rep, out)
+        return list(dict.fromkeys(out))
 
     @property
     def explanation(self) -> dict[str, Any]:

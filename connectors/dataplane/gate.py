@@ -328,5 +328,8 @@ class UsageGate:
             return Permit(transfer, asset, agreement, purpose, None)
         decision = self.usage.use(agreement.id, request, scope="usage")
         if not decision.permitted:
-            raise AccessDenied(403, "Usage policy denies access", decision.reason or "denied")
+            unmet = decision.unmet()
+            reason = decision.reason or "denied"
+            raise AccessDenied(403, "Usage policy denies access",
+                               f"{reason}: {'; '.join(unmet)}" if unmet else reason)
         return Permit(transfer, asset, agreement, purpose, None)

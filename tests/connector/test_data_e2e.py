@@ -183,8 +183,9 @@ def test_pull_counts_purpose_suspension_and_exhaustion(space, pull_transfer):
     assert first.status_code == 200, first.text[:500]
     assert first.content == DATA  # exactly the file's bytes
 
-    _denied(_pull(edr, "https://w3id.org/autospace/purpose/marketing"))
-    _denied(_pull(edr, None))  # no purpose given: the agreed one is not assumed
+    # the reason names the term that failed, not just "no permission grants this request"
+    _denied(_pull(edr, "https://w3id.org/autospace/purpose/marketing"), "purpose", "marketing")
+    _denied(_pull(edr, None), "purpose")  # no purpose given: the agreed one is not assumed
     anonymous = httpx.get(edr["endpoint"], timeout=10)
     assert anonymous.status_code == 401
 
@@ -208,7 +209,7 @@ def test_pull_counts_purpose_suspension_and_exhaustion(space, pull_transfer):
     assert second.status_code == 200, second.text[:500]
     assert second.content == DATA
 
-    _denied(_pull(edr))  # two uses agreed, two used
+    _denied(_pull(edr), "count lteq 2")  # two uses agreed, two used
 
 
 def test_refreshed_token_is_also_bound_by_the_count(space, pull_transfer):

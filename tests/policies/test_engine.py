@@ -376,3 +376,22 @@ def test_violated_duty_is_made_good_by_its_consequences() -> None:
     assert "urn:duty:pay" in d.to_json()["rules"][0]["duties"][0]["note"]
     fixed = {"duties": {"urn:duty:attr": "violated", "urn:duty:pay": "fulfilled"}}
     assert decide(pol, state=fixed).permitted
+
+
+def test_unmet_names_the_constraints_that_kept_permissions_from_granting() -> None:
+    until = c("dateTime", "lt", "2030-01-01T00:00:00Z")
+    either = {"or": [c("spatial", "eq", "DE"), c("purpose", "eq", "ads")]}
+    pol = policy(
+        perm(constraint=[c("purpose", "eq", "research"), until]),
+        perm(uid="urn:rule:q", constraint=either),
+    )
+    wrong = decide(pol, req(context={"purpose": "marketing"}))
+    assert not wrong.permitted
+    unmet = wrong.unmet()
+    assert "purpose eq research does not hold (it is marketing)" in unmet
+    assert "purpose eq ads does not hold (it is marketing)" in unmet
+    assert any(u.startswith("spatial is not known") for u in unmet)
+    assert not any("dateTime" in u for u in unmet)  # it held: not named
+    assert decide(pol, req(context={"purpose": "research"})).unmet() == []
+    count = policy(perm(constraint=c("count", "lteq", {"@value": "3", "@type": "xsd:integer"})))
+    assert decide(count, state={"count": 3}).unmet() == ["count lteq 3 does not hold (it is 4)"]
