@@ -29,6 +29,11 @@ TABLE_MODULES: tuple[str, ...] = (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# PostgreSQL: how long a statement waits for a row or table lock before it fails (and the
+# request answers 503), as SQLite's busy timeout bounds its wait for the writer lock.
+PG_LOCK_TIMEOUT_MS = 5000
+# Migrations may wait longer for their locks (a running node's readers), but not forever.
+PG_MIGRATION_LOCK_TIMEOUT_MS = 60_000
 
 
 def all_metadata() -> list[MetaData]:
@@ -45,7 +50,13 @@ def all_metadata() -> list[MetaData]:
     return found
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int | None = None,
+    lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS,
+) -> Engine:
     """Create an engine for SQLite (WAL, busy timeout, foreign keys) or PostgreSQL.
 
     SQLite is the embedded default: WAL lets readers run beside the writer and the busy
@@ -74,7 +85,17 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -
     kwargs: dict = {"echo": echo, "pool_pre_ping": True}
     if pool_size is not None:
         kwargs["pool_size"] = pool_size
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        timeout = int(lock_timeout_ms)
+
+        @event.listens_for(engine, "connect")
+        def _pg_session(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # a session setting: committed, so the pool's rollbacks keep it
+            dbapi_conn.execute(f"SET lock_timeout = {timeout}")
+            dbapi_conn.commit()
+
+    return engine
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
@@ -95,5 +116,7 @@ def migrate(engine: Engine) -> None:
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PG_MIGRATION_LOCK_TIMEOUT_MS}")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -101,8 +101,18 @@ def init_app(app: Flask) -> None:
     def clock() -> datetime:
         return datetime.fromtimestamp(ctx.clock(), UTC)
 
-    service = LedgerService(ctx.engine, open_log(ctx.engine, settings.origin, clock=clock),
-                            ctx.keys, settings)
+    def opener() -> Log:
+        return open_log(ctx.engine, settings.origin, clock=clock)
+
+    try:  # open now when the database is up (the usual case: first appends then never wait)
+        log: Log | Callable[[], Log] = opener()
+    except SQLAlchemyError as exc:  # down: boot anyway, answer 503, open on first use
+        logging.getLogger("autospace").warning(
+            "ledger not opened at start-up (database unavailable); it opens on first use",
+            extra={"fields": {"error": type(exc).__name__}},
+        )
+        log = opener
+    service = LedgerService(ctx.engine, log, ctx.keys, settings)
     app.extensions[LEDGER_EXTENSION] = service
     _SERVICES[id(ctx)] = service
     ctx.blueprints.add(public_blueprint(service), surface=Surface.PUBLIC)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,21 +46,39 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
-@dataclass
 class LedgerService:
     """The node's transparency log: appends, checkpoints, proofs, entries, EPCIS, bundles.
 
     Args:
         engine: the node database.
-        log: the node's log, opened once at start-up.
+        log: the node's log, or a function that opens it. The node passes a function, so
+            the log is opened on first use: a worker that starts while the database is down
+            then answers 503 until it is back, instead of failing to boot (gunicorn stops
+            the whole server when a worker cannot boot).
         signer: the node key store (signs checkpoints; its public key is the verifier key).
         settings: the ``[ledger]`` section.
     """
 
-    engine: Engine
-    log: Log
-    signer: Signer
-    settings: LedgerSettings
+    def __init__(self, engine: Engine, log: Log | Callable[[], Log], signer: Signer,
+                 settings: LedgerSettings) -> None:
+        self.engine = engine
+        self.signer = signer
+        self.settings = settings
+        self._log = log if isinstance(log, Log) else None
+        self._open = None if isinstance(log, Log) else log
+        self._lock = threading.Lock()
+
+    @property
+    def log(self) -> Log:
+        """The opened log (opened now if this is the first use)."""
+        found = self._log
+        if found is not None:
+            return found
+        with self._lock:
+            if self._log is None:
+                assert self._open is not None
+                self._log = self._open()
+            return self._log
 
     # -- appending (for other components, inside their transaction) -------------------------
     def append(self, conn: Connection, record_type: str, record: Mapping[str, Any], *,
