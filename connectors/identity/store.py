@@ -55,7 +55,7 @@ class SqlReplayStore:
         self._pg: Any = None  # psycopg.Connection of this process (PostgreSQL fast path)
         self._pid = 0
         self._pg_fast = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-        self._seen: OrderedDict[tuple[str, str, int], int] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         self._seen_capacity = seen_capacity
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             # The hottest write of the node. SQLite's busy handler waits for the writer
@@ -80,15 +80,15 @@ class SqlReplayStore:
         else:
             with self._write_lock:
                 inserted = self._insert_sqlite(issuer, jti, expires_at)
-        self._note(key, expires_at)
+        self._note(key)
         if inserted:
             self._maybe_purge()
         return inserted
 
-    def _note(self, key: tuple[str, str, int], expires_at: int) -> None:
-        """Remember ``key`` in memory (bounded; the oldest entries go first)."""
+    def _note(self, key: tuple[str, str, int]) -> None:
+        """Remember ``key`` (it carries its expiry) in memory; bounded, oldest out first."""
         seen = self._seen
-        seen[key] = expires_at
+        seen[key] = None
         if len(seen) > self._seen_capacity:
             with contextlib.suppress(KeyError):  # emptied by a concurrent call
                 seen.popitem(last=False)

@@ -51,10 +51,10 @@ class LedgerService:
 
     Args:
         engine: the node database.
-        log: the node's log, or a function that opens it. The node passes a function, so
-            the log is opened on first use: a worker that starts while the database is down
-            then answers 503 until it is back, instead of failing to boot (gunicorn stops
-            the whole server when a worker cannot boot).
+        log: the node's log, or a function that opens it on first use. The node passes the
+            function only when the database is down at start-up, so the worker boots and
+            answers 503 until it is back (gunicorn stops the whole server when a worker
+            cannot boot).
         signer: the node key store (signs checkpoints; its public key is the verifier key).
         settings: the ``[ledger]`` section.
     """

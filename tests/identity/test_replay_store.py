@@ -67,7 +67,9 @@ def _worker_process(url: str, start: Any, out: Any) -> None:
 
 def test_processes_sharing_the_database_accept_each_jti_exactly_once(engine: Engine,
                                                                       db_url: str) -> None:
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: forking a test process whose other threads (apps built by earlier
+    # tests) hold a lock hangs the child, depending on which tests ran first in the worker
+    ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_worker_process, args=(db_url, start, out)) for _ in range(3)]
     for p in procs:
