@@ -68,6 +68,12 @@ class TrustConfig:
     clock_skew_seconds: int = 30
     max_token_lifetime_seconds: int = 300
     allow_http_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_HTTP_HOSTS))
+    # where used token ids are kept: "local" (an LMDB file shared by this host's processes),
+    # "database" (shared by every host using the database) or "auto" (local for SQLite)
+    replay_store: str = "auto"
+
+
+REPLAY_STORES = ("auto", "local", "database")
 
 
 @dataclass
@@ -341,6 +347,8 @@ def _validate(c: NodeConfig) -> None:
         raise ConfigError("trust.max_token_lifetime_seconds", "must be in 1..300")
     if not 0 <= t.clock_skew_seconds <= 300:
         raise ConfigError("trust.clock_skew_seconds", "must be in 0..300")
+    if t.replay_store not in REPLAY_STORES:
+        raise ConfigError("trust.replay_store", f"one of {', '.join(REPLAY_STORES)}")
     if t.registry_refresh_seconds <= 0 or t.did_cache_seconds < 0:
         raise ConfigError("trust.registry_refresh_seconds", "must be positive")
     if c.limits.max_body_bytes < 1024 or not 1 <= c.limits.max_json_depth <= 1000:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from flask import Blueprint, Flask, current_app
 from sqlalchemy.engine import Engine
 
 from connectors.identity.peer_client import PeerClient
+from connectors.identity.replay_local import LocalReplayStore
 from connectors.identity.resolver import HttpDidResolver
 from connectors.identity.store import SqlRegistryStore, SqlReplayStore
 from connectors.identity.trust import (
@@ -96,7 +98,7 @@ class NodeContext:
     anchor_keys: AnchorKeys | None
     registries: RegistryCache | None
     verifier: PeerVerifier | None
-    replay: SqlReplayStore
+    replay: SqlReplayStore | LocalReplayStore
     registry_store: SqlRegistryStore
     http: httpx.Client
     blueprints: BlueprintRegistry = field(default_factory=BlueprintRegistry)
@@ -121,6 +123,23 @@ def trust_anchors(config: NodeConfig) -> list[TrustAnchor]:
                         registry_url=config.trust.registry_url or None)]
 
 
+def replay_store(config: NodeConfig, engine: Engine,
+                 clock: Callable[[], float]) -> SqlReplayStore | LocalReplayStore:
+    """The jti store ``trust.replay_store`` names; "auto" keeps a SQLite node's ids locally.
+
+    A SQLite file serves one host, so its processes share an LMDB directory beside it
+    (``<file>-replay``); with PostgreSQL, servers may run on several hosts, so "auto" keeps
+    the ids in the database and "local" (one host only) uses ``<home>/replay``.
+    """
+    kind = config.trust.replay_store
+    sqlite_file = (engine.dialect.name == "sqlite"
+                   and engine.url.database not in (None, "", ":memory:"))
+    if kind == "database" or (kind == "auto" and not sqlite_file):
+        return SqlReplayStore(engine, clock=clock)
+    path = Path(f"{engine.url.database}-replay") if sqlite_file else config.home / "replay"
+    return LocalReplayStore(path, clock=clock)
+
+
 def build_context(
     config: NodeConfig,
     *,
@@ -136,7 +155,7 @@ def build_context(
     allow_http = tuple(t.allow_http_hosts)
     resolver = HttpDidResolver(http, ttl=t.did_cache_seconds, clock=clock,
                                allow_http_hosts=allow_http)
-    replay = SqlReplayStore(engine, clock=clock)
+    replay = replay_store(config, engine, clock)
     registry_store = SqlRegistryStore(engine)
     anchors = trust_anchors(config)
     anchor_keys = registries = verifier = None

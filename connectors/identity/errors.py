@@ -38,6 +38,7 @@ class Reason(StrEnum):
     # Our side cannot decide right now (fail closed, caller may retry): 503.
     REGISTRY_UNAVAILABLE = "registry_unavailable"
     AUTHORITY_UNRESOLVABLE = "authority_unresolvable"
+    REPLAY_UNDECIDABLE = "replay_undecidable"  # the jti record is unavailable or was lost
 
     @property
     def status(self) -> int:
@@ -62,7 +63,9 @@ _FORBIDDEN = frozenset(
         Reason.NOT_A_MEMBER,
     }
 )
-_UNAVAILABLE = frozenset({Reason.REGISTRY_UNAVAILABLE, Reason.AUTHORITY_UNRESOLVABLE})
+_UNAVAILABLE = frozenset(
+    {Reason.REGISTRY_UNAVAILABLE, Reason.AUTHORITY_UNRESOLVABLE, Reason.REPLAY_UNDECIDABLE}
+)
 
 
 class PeerAuthError(Exception):

@@ -40,6 +40,10 @@ class SqlReplayStore:
     by the database).
     """
 
+    # No horizon: after a host crash the database may forget only its last commits (under a
+    # second, see ``_insert``), an accepted risk documented in docs/node.md.
+    horizon = 0.0
+
     def __init__(self, engine: Engine, *, clock: Callable[[], float],
                  sqlite_patience: float = SQLITE_WRITE_PATIENCE,
                  seen_capacity: int = SEEN_CAPACITY) -> None:

@@ -7,7 +7,8 @@ caller cannot make the node fetch arbitrary URLs:
 2. membership credential: issued by a trust anchor, signature, validity, subject = caller;
 3. standing in the anchor's member registry (revocation), re-fetched at an interval;
 4. caller signature with the key from the caller's DID document (resolved, cached);
-5. ``jti`` not seen before (stored until the token expires).
+5. ``jti`` not seen before (stored until the token expires); a token issued before the
+   store's horizon (its record was lost in a host crash) cannot be decided and is refused.
 
 Every refusal is a :class:`~connectors.identity.errors.PeerAuthError` with a reason.
 """
@@ -73,6 +74,11 @@ class PeerClaims:
 
 class ReplayStore(Protocol):
     """Remembers token ids until they expire."""
+
+    @property
+    def horizon(self) -> float:
+        """Unix time: whether tokens issued up to it (plus skew) were used is not known."""
+        ...
 
     def remember(self, issuer: str, jti: str, expires_at: int) -> bool:
         """Store ``(issuer, jti)``; return ``False`` if it was already stored (a replay)."""
@@ -323,6 +329,10 @@ class PeerVerifier:
         if not jws.verify_signature(parsed, self._caller_key(caller, claims.kid)):
             raise PeerAuthError(Reason.BAD_SIGNATURE, "token signature does not verify with the "
                                 "caller's DID document key", caller=caller)
+        if claims.issued_at <= self._replay.horizon + self._skew:
+            raise PeerAuthError(Reason.REPLAY_UNDECIDABLE, "token issued before this node lost "
+                                "its record of used tokens (host restart); sign a new one",
+                                caller=caller)
         if not self._replay.remember(caller, claims.jti, claims.expires_at + self._skew):
             raise PeerAuthError(Reason.REPLAYED, f"jti {claims.jti!r} was already used",
                                 caller=caller)

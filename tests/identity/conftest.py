@@ -12,6 +12,7 @@ from connectors.identity.authority import Authority, MemberBook
 from connectors.identity.did import did_document, did_web_from_url
 from connectors.identity.resolver import StaticDidResolver
 from connectors.identity.signer import EphemeralSigner
+from connectors.identity.replay_local import LocalReplayStore
 from connectors.identity.store import SqlReplayStore
 from connectors.identity.trust import (
     AnchorKeys,
@@ -77,7 +78,7 @@ class World:
     a: Member
     b: Member
     verifier: PeerVerifier
-    replay: SqlReplayStore
+    replay: SqlReplayStore | LocalReplayStore
     registries: RegistryCache
     extra: dict = field(default_factory=dict)
 
@@ -90,8 +91,9 @@ class World:
         return m
 
 
-@pytest.fixture
-def world(tmp_path: Path, engine) -> World:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["database", "local"])
+def world(request, tmp_path: Path, engine) -> World:  # type: ignore[no-untyped-def]
+    """Two members and a verifier for B, over each kind of replay store."""
     clock = Clock()
     auth_signer = EphemeralSigner()
     auth_did = "did:web:authority.example"
@@ -102,7 +104,12 @@ def world(tmp_path: Path, engine) -> World:  # type: ignore[no-untyped-def]
     keys = AnchorKeys([TrustAnchor(auth_did)], resolver)
     source = AuthoritySource(authority)
     registries = RegistryCache(keys, source, clock=clock, refresh_interval=10)
-    replay = SqlReplayStore(engine, clock=clock)
+    replay: SqlReplayStore | LocalReplayStore
+    if request.param == "database":
+        replay = SqlReplayStore(engine, clock=clock)
+    else:
+        replay = LocalReplayStore(tmp_path / "replay", clock=clock)
+        request.addfinalizer(replay.close)
     a = Member("https://a.example", EphemeralSigner())
     b = Member("https://b.example", EphemeralSigner())
     w = World(clock, authority, auth_signer, source, documents, a, b, None, replay,  # type: ignore[arg-type]
