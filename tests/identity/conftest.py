@@ -10,9 +10,9 @@ import pytest
 from connectors.identity import tokens
 from connectors.identity.authority import Authority, MemberBook
 from connectors.identity.did import did_document, did_web_from_url
+from connectors.identity.replay_local import LocalReplayStore
 from connectors.identity.resolver import StaticDidResolver
 from connectors.identity.signer import EphemeralSigner
-from connectors.identity.replay_local import LocalReplayStore
 from connectors.identity.store import SqlReplayStore
 from connectors.identity.trust import (
     AnchorKeys,

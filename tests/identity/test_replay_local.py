@@ -204,5 +204,5 @@ def test_node_keeps_ids_locally_for_sqlite_and_in_the_database_otherwise(tmp_pat
     finally:
         sqlite.dispose()
         memory.dispose()
-    with pytest.raises(ConfigError, match="trust.replay_store"):
+    with pytest.raises(ConfigError, match=r"trust\.replay_store"):
         config("redis")
