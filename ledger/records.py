@@ -200,7 +200,9 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "contentHash": _opt(
             lambda v: isinstance(v, str) and bool(_HEX64.match(v)), "64 hex digits (SHA-256)"
         ),
-        "status": _opt(_enum("complete", "aborted", "denied"), "complete, aborted or denied"),
+        "status": _opt(_enum("complete", "aborted", "failed", "denied"),
+                       "complete, aborted, failed or denied"),
+        "useReleased": _opt(lambda v: isinstance(v, bool), "true or false"),
     },
     FL_ROUND: {
         "taskId": _req(_is_str, "a string"),

@@ -159,7 +159,7 @@ class UsageStore:
                     )
                 return True
             except IntegrityError:
-                return False
+                pass  # the row exists: first use by someone else, or released back to 0
         result = conn.execute(
             update(policy_usage_counters)
             .where(
@@ -172,6 +172,33 @@ class UsageStore:
             .values(uses=seen + 1, updated_at=now)
         )
         return result.rowcount == 1
+
+    def release(self, agreement_id: str, target: str = "", *, conn: Any = None) -> bool:
+        """Give back one use that :meth:`use` counted but that never took place.
+
+        For a caller that reserved the use before acting (so that concurrent uses never
+        exceed a count) and then could not act at all, e.g. a data source that failed before
+        any byte was delivered. One relative ``UPDATE ... SET uses = uses - 1 WHERE
+        uses > 0``: atomic on SQLite and PostgreSQL, never below zero, and a concurrent
+        :meth:`use` whose compare-and-set it overtakes simply decides again. Runs in
+        ``conn``'s transaction when given (so the release commits with the caller's record
+        of it). Returns False when there was nothing to give back.
+        """
+        stmt = (
+            update(policy_usage_counters)
+            .where(
+                and_(
+                    policy_usage_counters.c.agreement_id == agreement_id,
+                    policy_usage_counters.c.target == target,
+                    policy_usage_counters.c.uses > 0,
+                )
+            )
+            .values(uses=policy_usage_counters.c.uses - 1, updated_at=self.clock())
+        )
+        if conn is not None:
+            return conn.execute(stmt).rowcount == 1
+        with self.engine.begin() as c:
+            return c.execute(stmt).rowcount == 1
 
     # -- duties --------------------------------------------------------------------------
     def duty_states(self, agreement_id: str) -> dict[str, str]:

@@ -10,18 +10,23 @@ Three checks, cheapest first, all failing closed:
 3. the agreement's usage policy through :class:`policies.usage.UsageStore` in scope
    ``usage`` (counts, time windows, purpose, duties, region rules), which also counts the
    use exactly once and refuses agreements that lapsed or were terminated.
+
+The use is counted when access is granted, before any byte is read, so that concurrent
+accesses can never exceed a count. An access that then delivers nothing (the source fails
+to open, the client is gone before the first chunk) gives its use back through
+:meth:`UsageGate.releaser`, in the transaction that records the access.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from connectors import tables as ct
@@ -92,6 +97,7 @@ class Permit:
     agreement: AgreementView
     purpose: str | None
     uses: int | None  # unused so far; kept for callers that want the counter
+    counted: bool = False  # a use was counted for this access (a HEAD counts none)
 
 
 def profile_for(policy: Mapping[str, Any]) -> str:
@@ -332,4 +338,16 @@ class UsageGate:
             reason = decision.reason or "denied"
             raise AccessDenied(403, "Usage policy denies access",
                                f"{reason}: {'; '.join(unmet)}" if unmet else reason)
-        return Permit(transfer, asset, agreement, purpose, None)
+        return Permit(transfer, asset, agreement, purpose, None, counted=True)
+
+    def releaser(self, permit: Permit) -> Callable[[Connection], bool] | None:
+        """The step that gives ``permit``'s counted use back (None if it counted none), to
+        run in the caller's transaction when the access delivered no byte."""
+        if not permit.counted:
+            return None
+        usage, agreement_id, target = self.usage, permit.agreement.id, permit.agreement.asset_id
+
+        def release(conn: Connection) -> bool:
+            return usage.release(agreement_id, target, conn=conn)
+
+        return release

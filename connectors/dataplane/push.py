@@ -23,7 +23,7 @@ from connectors import tables as ct
 from connectors.dataplane.flow import destination, is_push
 from connectors.dataplane.gate import PROVIDER, STARTED, AccessDenied
 from connectors.dataplane.service import DataPlane
-from connectors.dataplane.sources import SourceError, SourceRequest, open_source
+from connectors.dataplane.sources import SourceError, SourceRequest
 from connectors.dataplane.tables import pushes
 from connectors.dataplane.tokens import Grant
 from connectors.dsp.errors import ConflictError
@@ -158,8 +158,7 @@ class PushRunner:
         error: str | None = None
         stream = None
         try:
-            body = open_source(permit.asset.data_address, SourceRequest(), http=self.plane.http,
-                               engines=self.plane.engines)
+            body = self.plane.open(permit, SourceRequest(), kind="push")  # failed: use back
             stream = self.plane.meter(permit, body, kind="push")
             headers = dict(dest.headers)
             headers["Content-Type"] = body.content_type

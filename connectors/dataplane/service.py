@@ -6,6 +6,13 @@ worker (:mod:`connectors.dataplane.push`) call it. :meth:`DataPlane.pull` decide
 before any byte is read, then streams the source through a meter that hashes (SHA-256) and
 counts every byte, re-checks the transfer state while streaming, and records the access
 when the stream ends, however it ends.
+
+Use counting: the gate counts the use when it grants access (concurrent accesses never
+exceed a count). A permitted access that delivered no byte of the data gives the use back
+when it is recorded: the source failed to open (status ``failed``) or the stream ended
+before the server took its first chunk (status ``aborted``, 0 bytes). Once a chunk has been
+handed to the server (the server asked for the next one, or the body ended), the use stays
+counted even if the download is cut later: the consumer got data.
 """
 
 from __future__ import annotations
@@ -25,7 +32,13 @@ from connectors.dataplane.edr import EdrIssuer, RefreshGenerations, TokenPair
 from connectors.dataplane.flow import DataPlaneFlow
 from connectors.dataplane.gate import STARTED, AccessDenied, Permit, UsageGate
 from connectors.dataplane.recorder import AccessRecord, AccessRecorder, SqlAccessRecorder
-from connectors.dataplane.sources import Body, EngineCache, SourceRequest, open_source
+from connectors.dataplane.sources import (
+    Body,
+    EngineCache,
+    SourceError,
+    SourceRequest,
+    open_source,
+)
 from connectors.dataplane.tokens import ACCESS, Signer, TokenCodec, TokenError, VerifiedToken
 from policies.usage import UsageStore
 
@@ -106,18 +119,39 @@ class DataPlane:
             if tok is not None:  # garbage tokens are not worth a log row each
                 self._denied("pull", tok, purpose, exc)
             raise
-        body = open_source(permit.asset.data_address, req, http=self.http, engines=self.engines)
+        body = self.open(permit, req, kind="pull")
         return Metered(body, self.meter(permit, body, kind="pull"))
+
+    def open(self, permit: Permit, req: SourceRequest, *, kind: str) -> Body:
+        """Open the permitted asset's source; if that fails, the access is recorded as
+        ``failed`` and its use given back (nothing was delivered), and the error raised.
+        (A HEAD counted no use and is no access: nothing is recorded for it.)"""
+        try:
+            return open_source(permit.asset.data_address, req, http=self.http,
+                               engines=self.engines)
+        except Exception as exc:
+            if not permit.counted:
+                raise
+            reason = exc.detail if isinstance(exc, SourceError) else \
+                f"the source failed: {type(exc).__name__}"
+            self.record_permitted(permit, kind=kind, status="failed", sent=0, sha256=None,
+                                  reason=reason, detail=req.subpath)
+            raise
 
     def record_permitted(self, permit: Permit, *, kind: str, status: str, sent: int,
                          sha256: str | None, reason: str | None, detail: str) -> None:
-        """Record one permitted access once its last byte went out (or it was cut)."""
+        """Record one permitted access once its last byte went out (or it was cut).
+
+        An access that did not complete and delivered no byte gives its use back, in the
+        transaction that records it (the record then says ``use_released``).
+        """
+        release = None if status == "complete" or sent else self.gate.releaser(permit)
         self.recorder.record(AccessRecord(
             at=self.now(), kind=kind, transfer_id=permit.transfer.id,
             agreement_id=permit.agreement.id, asset_id=permit.asset.id,
             consumer_id=permit.transfer.consumer_id, purpose=permit.purpose, decision="permit",
             status=status, bytes=sent, sha256=sha256, reason=reason, detail=detail,
-        ))
+        ), release=release)
 
     def meter(self, permit: Permit, body: Body, *, kind: str) -> MeteredStream:
         """``body``'s chunks, hashed and counted; the access is recorded once, at the end."""
@@ -165,7 +199,9 @@ class MeteredStream:
     """An iterable of chunks whose ``close`` always releases the source and records.
 
     WSGI servers call ``close`` even when they never iterate (client gone before the first
-    byte), so cleanup lives here rather than only in a generator's ``finally``.
+    byte), so cleanup lives here rather than only in a generator's ``finally``. ``sent``
+    counts the chunks the server took (it asked for the next one after writing each), so
+    a stream closed before the first was taken has sent 0 bytes and gives its use back.
     """
 
     def __init__(self, plane: DataPlane, permit: Permit, body: Body, kind: str) -> None:
@@ -191,9 +227,11 @@ class MeteredStream:
                         self.reason = f"transfer became {state} while streaming"
                         return
                     next_check = plane.monotonic() + RECHECK_SECONDS
+                yield chunk
+                # The server wrote the chunk and asks for more (a failed write closes the
+                # stream at the yield instead): only now does it count as sent.
                 self.digest.update(chunk)
                 self.sent += len(chunk)
-                yield chunk
             self.status = "complete"
         except Exception as exc:  # a failing source ends the stream; the client sees it cut
             self.reason = str(exc)[:500] or type(exc).__name__

@@ -1,13 +1,26 @@
 """Tables of the data plane: refresh-token generations, push jobs and the access log.
 
 Declared on the package's own ``metadata`` and created by the Alembic branch ``dataplane``
-(``node/migrations/versions/dataplane_0001_initial.py``). Worker times (next attempt,
-lease expiry) are epoch milliseconds so SQLite and PostgreSQL compare plain integers.
+(``node/migrations/versions/dataplane_0001_initial.py``, ``dataplane_0002_use_released.py``).
+Worker times (next attempt, lease expiry) are epoch milliseconds so SQLite and PostgreSQL
+compare plain integers.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    false,
+)
 
 metadata = MetaData()
 
@@ -56,11 +69,14 @@ access_log = Table(
     Column("purpose", String(512), nullable=True),
     Column("decision", String(8), nullable=False),  # permit | deny
     Column("reason", Text, nullable=True),
-    Column("status", String(16), nullable=False),  # complete | aborted | denied
-    Column("bytes", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # complete | aborted | failed | denied
+    Column("bytes", BigInteger, nullable=False),  # bytes the consumer was handed
     Column("sha256", String(64), nullable=True),
     Column("detail", String(1024), nullable=True),  # subpath / range served
     Column("ledger_record_id", String(512), nullable=True),
+    # a permitted use that delivered no byte was given back to the usage counter
+    # (dataplane_0002; false for every other access)
+    Column("use_released", Boolean, nullable=False, server_default=false()),
     Index("ix_dataplane_access_log_transfer", "transfer_id"),
     Index("ix_dataplane_access_log_agreement", "agreement_id"),
 )

@@ -1,19 +1,33 @@
-"""Crash recovery at several stages of a negotiation and of a transfer request, real processes.
+"""Crash recovery at every stage of a negotiation and of a transfer, real processes.
 
-Each test brings one node to a chosen point of the exchange and SIGKILLs it (or both) there:
+Each test brings one node to a chosen point of the exchange and SIGKILLs it there:
 SIGSTOP freezes a node so that the other side's message is in flight or waiting (a frozen
-node accepts connections but answers nothing), the test waits until the other side has
-committed the state of the stage, then SIGKILL ends the frozen node without any shutdown
-handler. After a restart both sides must finish (FINALIZED / STARTED) with exactly one
-agreement (or transfer) each: nothing duplicated, nothing lost. Stages:
+node accepts connections but answers nothing; the kernel buffers what is sent to it), the
+test waits until the other side has committed the state of the stage (read from its
+database) and, where a message must be on the wire, until the sender has leased its
+outbox row, then SIGKILL ends the frozen node without any shutdown handler. Freezing both
+nodes in turn makes a stage exact: e.g. the provider is frozen while the consumer's
+verification is in its socket, so it is killed between "consumer VERIFIED" and "provider
+FINALIZED". After a restart both sides must finish with exactly one agreement (or
+transfer) each: nothing duplicated, nothing lost. Stages:
 
 * the consumer's request committed to its outbox, the provider killed before answering;
 * the provider has agreed, the consumer killed before it verifies;
+* the consumer VERIFIED with its verification in flight, the provider killed before it
+  finalizes (it restarts AGREED, re-sends its agreement, gets the verification again);
+* the provider FINALIZED with its event in flight, the consumer killed before receiving it;
 * the provider killed while a transfer request is in flight;
-* the consumer killed right after its transfer request was committed.
+* the consumer killed right after its transfer request was committed;
+* the provider STARTED the transfer, the consumer killed before receiving the start message
+  (after its restart it has the EDR and pulls the data);
+* a TransferCompletionMessage in flight to the provider, the provider killed;
+* a TransferTerminationMessage in flight to the consumer, the consumer killed.
 
-A node killed while delivering holds its outbox lease until it expires (30 s,
-``connectors.dsp.outbox.DEFAULT_LEASE_MS``), so the second stage takes about that long.
+A killed node does not wait out the outbox leases its dead process held (30 s,
+``connectors.dsp.outbox.DEFAULT_LEASE_MS``): the restarted dispatcher frees the leases of
+dead processes on its host (``release_orphaned_leases``), so the stages whose killed node
+was delivering take seconds. What remains is the peer's back-off while the killed node is
+down (0.5 s, 1 s, 2 s, 5 s...).
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import signal
 import time
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
@@ -43,7 +58,8 @@ from tests.connector.test_recovery import query
 from tests.support.processes import DataSpace
 
 pytestmark = pytest.mark.slow
-RECOVERY_TIMEOUT = 60.0  # a lease held by the killed process expires after 30 s
+RECOVERY_TIMEOUT = 60.0  # generous: the peer backs off while the killed node is down
+FILE_DATA = bytes(range(256)) * 64 + b"lot 7 measured\n"
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +72,16 @@ def space(tmp_path_factory):
             ok(m.post("/management/v3/policydefinitions", json={
                 "@context": EDC, "@id": "use", "policy": {
                     "@context": ODRL_CTX, "@type": "Set", "permission": [{"action": "use"}]}}))
-            for n in range(4):
+            for n in range(9):
                 ok(m.post("/management/v3/assets", json={
                     "@context": EDC, "@id": f"lot-{n}", "properties": {"name": f"lot {n}"},
                     "dataAddress": {"@type": "DataAddress", "type": "HttpData",
                                     "baseUrl": "http://127.0.0.1:9/x"}}))
+            source = provider.home / "lot-file.bin"
+            source.write_bytes(FILE_DATA)
+            ok(m.post("/management/v3/assets", json={
+                "@context": EDC, "@id": "lot-file", "properties": {"name": "lot file"},
+                "dataAddress": {"@type": "DataAddress", "type": "File", "path": str(source)}}))
             ok(m.post("/management/v3/contractdefinitions", json={
                 "@context": EDC, "@id": "cd", "accessPolicyId": "use",
                 "contractPolicyId": "use"}))
@@ -217,3 +238,180 @@ def test_consumer_killed_right_after_its_transfer_request(space):
     assert row_state(space, "oem", ct.transfer_processes, tid) in ("REQUESTED", "STARTED")
     restart(space, "oem")
     assert_started_once(space, tid, agreement_id)
+
+
+# -- the later stages: both nodes frozen in turn, so each stage is hit exactly ---------------
+
+def freeze(node) -> None:
+    signal_node(node, signal.SIGSTOP)
+
+
+def thaw(node) -> None:
+    signal_node(node, signal.SIGCONT)
+
+
+def local_id(space, name: str, table: Any, consumer_pid: str) -> str:
+    """The node's own id of the process the consumer calls ``consumer_pid``."""
+    with space.engines[name].connect() as conn:
+        return conn.execute(select(table.c.id).where(
+            (table.c.consumer_pid == consumer_pid) | (table.c.id == consumer_pid))).scalar_one()
+
+
+def wait_on_the_wire(space, name: str, table: Any, consumer_pid: str, message_type: str,
+                     timeout: float = 15.0) -> None:
+    """Until the node has leased its outbox row carrying ``message_type`` for this process
+    (its POST is under way), plus a moment for the request to reach the peer's socket."""
+    process_id = local_id(space, name, table, consumer_pid)
+    o = ct.outbox
+    deadline = time.monotonic() + timeout
+    while True:
+        with space.engines[name].connect() as conn:
+            leased = conn.execute(select(o.c.id).where(
+                o.c.process_id == process_id, o.c.message_type == message_type,
+                o.c.attempts >= 1)).first()
+        if leased is not None:
+            break
+        assert time.monotonic() < deadline, f"{name}: {message_type} never left"
+        time.sleep(0.005)
+    time.sleep(0.3)
+
+
+def _verification_in_flight(space, asset_id: str) -> str:
+    """Consumer VERIFIED, its verification in the socket of the frozen provider (AGREED)."""
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    cn = ct.contract_negotiations
+    freeze(provider)
+    pid = start_negotiation(space, asset_id)
+    wait_on_the_wire(space, "oem", cn, pid, "ContractRequestMessage")
+    freeze(oem)  # the agreement will wait in the consumer's socket
+    thaw(provider)
+    wait_row(space, "provider", cn, pid, {"AGREED"})
+    wait_on_the_wire(space, "provider", cn, pid, "ContractAgreementMessage")
+    freeze(provider)
+    thaw(oem)
+    wait_row(space, "oem", cn, pid, {"VERIFIED"})
+    wait_on_the_wire(space, "oem", cn, pid, "ContractAgreementVerificationMessage")
+    assert row_state(space, "provider", cn, pid) == "AGREED"
+    return pid
+
+
+def test_provider_killed_after_the_consumer_verified(space):
+    """The provider dies with the verification unread: it restarts AGREED, re-sends its
+    agreement (the consumer answers it as a replay), receives the verification again from
+    the consumer's retries and finalizes once."""
+    pid = _verification_in_flight(space, "lot-4")
+    kill(space.nodes["provider"])
+    assert row_state(space, "provider", ct.contract_negotiations, pid) == "AGREED"
+    restart(space, "provider")
+    assert_finalized_once(space, pid, "lot-4")
+
+
+def test_consumer_killed_before_the_finalized_event(space):
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    cn = ct.contract_negotiations
+    pid = _verification_in_flight(space, "lot-5")
+    freeze(oem)  # the FINALIZED event will wait in the consumer's socket
+    thaw(provider)
+    wait_row(space, "provider", cn, pid, {"FINALIZED"})
+    wait_on_the_wire(space, "provider", cn, pid, "ContractNegotiationEventMessage")
+    kill(oem)
+    assert row_state(space, "oem", cn, pid) == "VERIFIED"
+    restart(space, "oem")
+    assert_finalized_once(space, pid, "lot-5")
+
+
+def test_provider_killed_after_finalizing_with_its_event_in_flight(space):
+    """The provider's event row is leased by the killed process: the restart frees the lease
+    and re-sends it; the consumer, FINALIZED meanwhile, answers it as a replay."""
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    cn = ct.contract_negotiations
+    pid = _verification_in_flight(space, "lot-6")
+    freeze(oem)
+    thaw(provider)
+    wait_row(space, "provider", cn, pid, {"FINALIZED"})
+    wait_on_the_wire(space, "provider", cn, pid, "ContractNegotiationEventMessage")
+    kill(provider)
+    thaw(oem)
+    restart(space, "provider")
+    assert_finalized_once(space, pid, "lot-6")
+
+
+def test_consumer_killed_before_the_transfer_start_message(space):
+    """The provider STARTED the transfer and sent the start message (with the EDR) to a
+    frozen consumer, which is killed. After its restart it re-sends its request (the provider
+    answers the replay), receives the start message from the provider's retries, and pulls
+    the data with the EDR."""
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    tp = ct.transfer_processes
+    agreement_id = _agreement(space, "lot-file")
+    freeze(provider)
+    tid = _start_transfer(space, agreement_id)
+    wait_on_the_wire(space, "oem", tp, tid, "TransferRequestMessage")
+    freeze(oem)
+    thaw(provider)
+    wait_row(space, "provider", tp, tid, {"STARTED"})
+    wait_on_the_wire(space, "provider", tp, tid, "TransferStartMessage")
+    kill(oem)
+    assert row_state(space, "oem", tp, tid) == "REQUESTED"
+    restart(space, "oem")
+    assert_started_once(space, tid, agreement_id)
+    with mgmt(oem) as m:
+        edr = ok(m.get(f"/management/v3/edrs/{tid}/dataaddress"))
+    got = httpx.get(edr["endpoint"], headers={"Authorization": edr["authorization"]},
+                    timeout=30)
+    assert got.status_code == 200, got.text[:500]
+    assert got.content == FILE_DATA
+
+
+def _started_transfer(space, asset_id: str) -> tuple[str, str]:
+    agreement_id = _agreement(space, asset_id)
+    tid = _start_transfer(space, agreement_id)
+    assert_started_once(space, tid, agreement_id)
+    return agreement_id, tid
+
+
+def assert_ended_once(space, transfer_id: str, agreement_id: str, state: str) -> dict[str, Any]:
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    ends = {"COMPLETED", "TERMINATED"}
+    mine = wait_state(oem, f"/management/v3/transferprocesses/{transfer_id}", ends,
+                      timeout=RECOVERY_TIMEOUT)
+    assert mine["state"] == state, mine
+    theirs = wait_state(provider, f"/management/v3/transferprocesses/{mine['correlationId']}",
+                        ends, timeout=RECOVERY_TIMEOUT)
+    assert theirs["state"] == state, theirs
+    for node in (oem, provider):
+        found = query(node, "/management/v3/transferprocesses/request", contractId=agreement_id)
+        assert [t["state"] for t in found] == [state], found
+    return mine
+
+
+def test_provider_killed_with_the_completion_in_flight(space):
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    tp = ct.transfer_processes
+    agreement_id, tid = _started_transfer(space, "lot-7")
+    freeze(provider)
+    with mgmt(oem) as m:
+        ok(m.post(f"/management/v3/transferprocesses/{tid}/complete"), 204)
+    assert row_state(space, "oem", tp, tid) == "COMPLETED"
+    wait_on_the_wire(space, "oem", tp, tid, "TransferCompletionMessage")
+    kill(provider)
+    assert row_state(space, "provider", tp, tid) == "STARTED"
+    restart(space, "provider")
+    assert_ended_once(space, tid, agreement_id, "COMPLETED")
+
+
+def test_consumer_killed_with_the_termination_in_flight(space):
+    oem, provider = space.nodes["oem"], space.nodes["provider"]
+    tp = ct.transfer_processes
+    agreement_id, tid = _started_transfer(space, "lot-8")
+    provider_pid = local_id(space, "provider", tp, tid)
+    freeze(oem)
+    with mgmt(provider) as m:
+        ok(m.post(f"/management/v3/transferprocesses/{provider_pid}/terminate",
+                  json={"@context": EDC, "reason": "lot 8 recalled"}), 204)
+    wait_on_the_wire(space, "provider", tp, tid, "TransferTerminationMessage")
+    kill(oem)
+    assert row_state(space, "oem", tp, tid) == "STARTED"
+    restart(space, "oem")
+    mine = assert_ended_once(space, tid, agreement_id, "TERMINATED")
+    assert "lot 8 recalled" in mine.get("errorDetail", ""), mine

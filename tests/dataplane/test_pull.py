@@ -124,9 +124,11 @@ def test_sql_source_jsonl_and_csv(world):
 
 
 def _get(world, token, purpose=None):
+    """One download: the body is read (an unread response delivered nothing, so its use is
+    given back; see test_use_counting.py)."""
     with world.app.test_client() as c:
         url = "/dataplane/public" + (f"?purpose={purpose}" if purpose else "")
-        return c.get(url, headers={"Authorization": token})
+        return c.get(url, headers={"Authorization": token}, buffered=True)
 
 
 def test_count_used_up_is_denied(world):
