@@ -6,8 +6,10 @@ embedded ``@context``), the scope and the verified :class:`Caller`; this module 
 policy engine's request (docs/policies.md) from what the identity layer verified — never
 from what the peer wrote in a message body — and adds what the provider knows itself (the
 asset's cn-auto classification and home region, the agreement's signing time). Parsed
-policies are cached by their canonical JSON, so a catalog of many offers sharing one
-access policy parses it once. Anything unexpected is a deny that says why (fail closed).
+policies are cached by their canonical JSON, and by their terms without target and
+parties (bound per use), so a catalog of many offers sharing one access policy, and the
+negotiations for many assets under one contract policy, parse it once. Anything
+unexpected is a deny that says why (fail closed).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from connectors.dsp.store import ConnectorStore
 from connectors.dsp.timestamps import format_xsd_datetime
 from connectors.dsp.vocabulary import DSP_ODRL_PROFILE_URL, PolicyScope
 from connectors.identity.trust import PeerClaims
+from connectors.policy_templates import PolicyTemplates
 from policies.vocab import ODRL
 
 DEFAULT_PROFILE = "odrl"
@@ -158,16 +161,21 @@ class EnginePolicyChecker:
         self.clock = clock
         self._cache: OrderedDict[str, policies.Policy] = OrderedDict()
         self._lock = threading.Lock()
+        self.templates = PolicyTemplates(policy_document, POLICY_CACHE_SIZE)
 
     def parsed(self, policy: Mapping[str, Any]) -> policies.Policy:
-        """The parsed policy (cached); raises ``policies.PolicyError`` if unreadable."""
+        """The parsed policy (cached); raises ``policies.PolicyError`` if unreadable.
+
+        Two caches: the whole policy (a repeated check reuses the parse and its compiled
+        forms), then its terms without ``target``/``assigner``/``assignee``, which each
+        offer of a contract definition shares (:mod:`connectors.policy_templates`)."""
         key = json.dumps(policy, sort_keys=True, separators=(",", ":"))
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        parsed = policies.parse_policy(policy_document(policy))
+        parsed = self.templates(policy)
         with self._lock:
             self._cache[key] = parsed
             while len(self._cache) > POLICY_CACHE_SIZE:

@@ -57,6 +57,38 @@ class JsonLdError(ValueError):
 
 _lock = threading.Lock()
 _registry: dict[str, dict[str, Any]] = {}
+_terms: list[frozenset[str]] = []  # memo of defined_terms(), cleared by register_context
+
+
+def context_terms(context: Any) -> set[str]:
+    """Every term a context value defines, scoped contexts included (URLs not followed)."""
+    found: set[str] = set()
+    stack = [context]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            for key, value in item.items():
+                if key == "@context":
+                    stack.append(value)
+                    continue
+                if not key.startswith("@"):
+                    found.add(key)
+                if isinstance(value, Mapping) and "@context" in value:
+                    stack.append(value["@context"])
+    return found
+
+
+def defined_terms() -> frozenset[str]:
+    """Every term (and prefix) defined by any registered context document."""
+    with _lock:
+        if not _terms:
+            terms: set[str] = set()
+            for doc in _registry.values():
+                terms |= context_terms(doc)
+            _terms.append(frozenset(terms))
+        return _terms[0]
 
 
 def register_context(url: str, document: dict) -> None:
@@ -74,6 +106,7 @@ def register_context(url: str, document: dict) -> None:
         doc = {"@context": doc}
     with _lock:
         _registry[url] = copy.deepcopy(doc)
+        _terms.clear()
 
 
 def registered_contexts() -> dict[str, dict[str, Any]]:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import BigInteger, Integer, and_, bindparam, exists, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
 from connectors import tables as t
+from connectors.dsp import statements
 from connectors.dsp.outcome import Outgoing
 
 # Delay before retry n (1-based) in ms; the last value repeats. Roughly doubling so a peer
@@ -54,29 +55,28 @@ class OutboxMessage:
 def enqueue(conn: Connection, out: Outgoing, *, now: datetime) -> int:
     """Add ``out`` to the outbox inside the caller's transaction; returns the row id."""
     res = conn.execute(
-        insert(t.outbox).values(
-            process_kind=out.process_kind.value,
-            process_id=out.process_id,
-            recipient_id=out.recipient_id,
-            url=out.url,
-            message_type=out.message.TYPE.value,
-            body=out.message.to_json(),
-            status="pending",
-            attempts=0,
-            next_attempt_at=epoch_ms(now),
-            created_at=now,
-        )
+        statements.plain_insert(t.outbox),
+        {
+            "process_kind": out.process_kind.value,
+            "process_id": out.process_id,
+            "recipient_id": out.recipient_id,
+            "url": out.url,
+            "message_type": out.message.TYPE.value,
+            "body": out.message.to_json(),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": epoch_ms(now),
+            "created_at": now,
+        },
     )
     return int(res.inserted_primary_key[0])
 
 
-def lease(
-    engine: Engine, owner: str, *, now: datetime, limit: int = 10, lease_ms: int = DEFAULT_LEASE_MS
-) -> list[OutboxMessage]:
-    """Take up to ``limit`` due rows for ``owner`` until ``now + lease_ms`` (own transaction)."""
-    now_ms = epoch_ms(now)
+def _lease_statement() -> Any:
+    """The lease UPDATE (built once): parameters ``now_ms``, ``owner``, ``until``, ``limit``."""
     o = t.outbox
     earlier = aliased(o)
+    now_ms = bindparam("now_ms", type_=BigInteger)
     blocked = exists().where(
         earlier.c.process_kind == o.c.process_kind,
         earlier.c.process_id == o.c.process_id,
@@ -92,13 +92,17 @@ def lease(
             ~blocked,
         )
         .order_by(o.c.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
-    stmt = (
+    return (
         update(o)
         .where(o.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, leased_until=now_ms + lease_ms, attempts=o.c.attempts + 1)
+        .values(
+            lease_owner=bindparam("owner"),
+            leased_until=bindparam("until", type_=BigInteger),
+            attempts=o.c.attempts + 1,
+        )
         .returning(
             o.c.id,
             o.c.process_kind,
@@ -112,8 +116,17 @@ def lease(
             o.c.leased_until,
         )
     )
+
+
+def lease(
+    engine: Engine, owner: str, *, now: datetime, limit: int = 10, lease_ms: int = DEFAULT_LEASE_MS
+) -> list[OutboxMessage]:
+    """Take up to ``limit`` due rows for ``owner`` until ``now + lease_ms`` (own transaction)."""
+    now_ms = epoch_ms(now)
+    stmt = statements.memo(("outbox.lease",), _lease_statement)
+    params = {"now_ms": now_ms, "owner": owner, "until": now_ms + lease_ms, "limit": limit}
     with engine.begin() as conn:
-        got = [OutboxMessage(**r._mapping) for r in conn.execute(stmt)]
+        got = [OutboxMessage(**r._mapping) for r in conn.execute(stmt, params)]
     return sorted(got, key=lambda m: m.id)
 
 
@@ -170,25 +183,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _held(row_id: int, owner: str, now_ms: int) -> Any:
+def _held() -> Any:
     o = t.outbox
     return and_(
-        o.c.id == row_id,
-        o.c.lease_owner == owner,
+        o.c.id == bindparam("row_id"),
+        o.c.lease_owner == bindparam("owner"),
         o.c.status == "pending",
-        o.c.leased_until >= now_ms,
+        o.c.leased_until >= bindparam("now_ms", type_=BigInteger),
     )
 
 
 def complete(engine: Engine, row_id: int, owner: str, *, now: datetime) -> bool:
     """Mark a delivered row sent; False if the lease was lost (someone else may resend)."""
+    stmt = statements.memo(
+        ("outbox.complete",),
+        lambda: update(t.outbox)
+        .where(_held())
+        .values(status="sent", delivered_at=bindparam("delivered_at"), leased_until=None),
+    )
+    params = {"row_id": row_id, "owner": owner, "now_ms": epoch_ms(now), "delivered_at": now}
     with engine.begin() as conn:
-        res = conn.execute(
-            update(t.outbox)
-            .where(_held(row_id, owner, epoch_ms(now)))
-            .values(status="sent", delivered_at=now, leased_until=None)
-        )
-        return res.rowcount == 1
+        return conn.execute(stmt, params).rowcount == 1
 
 
 def retry(
@@ -209,7 +224,10 @@ def retry(
     o = t.outbox
     now_ms = epoch_ms(now)
     with engine.begin() as conn:
-        row = conn.execute(select(o.c.attempts).where(_held(row_id, owner, now_ms))).first()
+        row = conn.execute(
+            select(o.c.attempts).where(_held()),
+            {"row_id": row_id, "owner": owner, "now_ms": now_ms},
+        ).first()
         if row is None:
             return None
         dead = permanent or row.attempts >= max_attempts
@@ -233,8 +251,11 @@ def pending_count(engine: Engine) -> int:
     """Rows still to deliver (for health checks and tests)."""
     from sqlalchemy import func
 
+    q = statements.memo(
+        ("outbox.pending_count",),
+        lambda: select(func.count()).select_from(t.outbox).where(t.outbox.c.status == "pending"),
+    )
     with engine.connect() as conn:
-        q = select(func.count()).select_from(t.outbox).where(t.outbox.c.status == "pending")
         return int(conn.execute(q).scalar_one())
 
 

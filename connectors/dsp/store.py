@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import rfc8785
-from sqlalchemy import and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors import tables as t
-from connectors.dsp import rows
+from connectors.dsp import rows, statements
 from connectors.dsp.agreement import ContractAgreement
 from connectors.dsp.definitions import (
     CLASSIFICATION_OPERANDS,
@@ -132,35 +132,39 @@ class StoreSession:
     ) -> datetime:
         """Insert one row; an existing key raises :class:`DuplicateError`.
 
-        The common duplicate is found by a read first and leaves the transaction usable.
-        A concurrent one surfaces as an IntegrityError, after which the database has
-        aborted the transaction (PostgreSQL): the session is marked spoilt and
-        :meth:`ConnectorStore.transaction` rolls back. (No SAVEPOINT: with pysqlite's
-        default transaction handling it would commit the outer work early.)
+        The key's unique index decides (``INSERT ... ON CONFLICT (key) DO NOTHING``, no read
+        first): a duplicate inserts nothing and leaves the transaction usable, on SQLite and
+        PostgreSQL alike. A conflict on another unique index surfaces as an IntegrityError,
+        after which the database has aborted the transaction (PostgreSQL): the session is
+        marked spoilt and :meth:`ConnectorStore.transaction` rolls back. (No SAVEPOINT: with
+        pysqlite's default transaction handling it would commit the outer work early.)
         """
         now = self.clock()
         if stamped:
             values = {"created_at": now, "updated_at": now, "version": 1, **values}
-        col = table.c[key]
-        if self.conn.execute(select(col).where(col == values[key])).first() is not None:
-            raise DuplicateError(f"{table.name} already has {key} {values[key]!r}")
+        stmt = statements.insert_new(self.conn.dialect.name, table, key)
         try:
-            self.conn.execute(insert(table).values(**values))
+            res = self.conn.execute(stmt, values)
         except IntegrityError:
             self.spoilt = True
             raise DuplicateError(
                 f"{table.name} already has {key} {values[key]!r} "
                 "(written concurrently); the transaction is rolled back"
             ) from None
+        if res.rowcount == 0:
+            raise DuplicateError(f"{table.name} already has {key} {values[key]!r}")
         return now
 
     def _update(self, table: Any, record_id: str, version: int, values: dict[str, Any]) -> datetime:
         now = values.pop("updated_at", None) or self.clock()
-        res = self.conn.execute(
-            update(table)
-            .where(table.c.id == record_id, table.c.version == version)
-            .values(**values, updated_at=now, version=version + 1)
-        )
+        params = {
+            **values,
+            "updated_at": now,
+            "version": version + 1,
+            statements.ID_PARAM: record_id,
+            statements.VERSION_PARAM: version,
+        }
+        res = self.conn.execute(statements.versioned_update(table), params)
         if res.rowcount != 1:
             raise ConflictError(
                 f"{table.name} {record_id!r} changed since version {version} "
@@ -169,7 +173,7 @@ class StoreSession:
         return now
 
     def _get(self, table: Any, record_id: str) -> Any:
-        return self.conn.execute(select(table).where(table.c.id == record_id)).first()
+        return self.conn.execute(statements.by_key(table), {"id": record_id}).first()
 
     # ------------------------------------------------------------------ assets
 
@@ -305,22 +309,24 @@ class StoreSession:
         """Mark a negotiation whose transfer starts once it is FINALIZED (POST /edrs)."""
         if self._get_edr_pending(negotiation_id) is None:
             self.conn.execute(
-                insert(t.edr_pending).values(negotiation_id=negotiation_id, created_at=self.clock())
+                statements.plain_insert(t.edr_pending),
+                {"negotiation_id": negotiation_id, "created_at": self.clock()},
             )
 
     def _get_edr_pending(self, negotiation_id: str) -> Any:
-        p = t.edr_pending
-        return self.conn.execute(select(p).where(p.c.negotiation_id == negotiation_id)).first()
+        stmt = statements.by_key(t.edr_pending, "negotiation_id")
+        return self.conn.execute(stmt, {"negotiation_id": negotiation_id}).first()
 
     def settled_edr_pending(self, limit: int = 1000) -> list[ContractNegotiationEntity]:
         """Marked negotiations that have reached FINALIZED or TERMINATED (oldest first)."""
         n, p = t.contract_negotiations, t.edr_pending
-        q = (
-            select(n)
+        q = statements.memo(
+            ("settled_edr_pending", limit),
+            lambda: select(n)
             .join(p, p.c.negotiation_id == n.c.id)
             .where(n.c.state.in_(("FINALIZED", "TERMINATED")))
             .order_by(p.c.created_at, p.c.negotiation_id)
-            .limit(limit)
+            .limit(limit),
         )
         return [rows.negotiation_from_row(r) for r in self.conn.execute(q)]
 
@@ -342,15 +348,26 @@ class StoreSession:
     ) -> ContractNegotiationEntity | None:
         """The negotiation a counter-party started with ``consumer_pid`` (or, for an offer it
         started, ``provider_pid``): how a replayed initial message finds its process."""
-        n = t.contract_negotiations
-        q = select(n).where(n.c.role == role.value, n.c.counter_party_id == counter_party_id)
         if consumer_pid is not None:
-            q = q.where(n.c.consumer_pid == consumer_pid)
+            column, value = "consumer_pid", consumer_pid
         elif provider_pid is not None:
-            q = q.where(n.c.provider_pid == provider_pid)
+            column, value = "provider_pid", provider_pid
         else:
             raise ValueError("give consumer_pid or provider_pid")
-        r = self.conn.execute(q.limit(1)).first()
+        n = t.contract_negotiations
+        stmt = statements.memo(
+            ("find_negotiation", column),
+            lambda: select(n)
+            .where(
+                n.c.role == bindparam("role"),
+                n.c.counter_party_id == bindparam("counter_party_id"),
+                n.c[column] == bindparam("pid"),
+            )
+            .limit(1),
+        )
+        r = self.conn.execute(
+            stmt, {"role": role.value, "counter_party_id": counter_party_id, "pid": value}
+        ).first()
         return None if r is None else rows.negotiation_from_row(r)
 
     def list_negotiations(
@@ -431,12 +448,18 @@ class StoreSession:
     ) -> TransferProcessEntity | None:
         """The transfer a counter-party started with ``consumer_pid`` (request replay)."""
         tp = t.transfer_processes
+        stmt = statements.memo(
+            ("find_transfer",),
+            lambda: select(tp).where(
+                tp.c.role == bindparam("role"),
+                tp.c.counter_party_id == bindparam("counter_party_id"),
+                tp.c.consumer_pid == bindparam("consumer_pid"),
+            ),
+        )
         r = self.conn.execute(
-            select(tp).where(
-                tp.c.role == role.value,
-                tp.c.counter_party_id == counter_party_id,
-                tp.c.consumer_pid == consumer_pid,
-            )
+            stmt,
+            {"role": role.value, "counter_party_id": counter_party_id,
+             "consumer_pid": consumer_pid},
         ).first()
         return None if r is None else rows.transfer_from_row(r)
 
@@ -478,8 +501,7 @@ class StoreSession:
         return saved
 
     def get_processed(self, key: str) -> ProcessedMessage | None:
-        pm = t.processed_messages
-        r = self.conn.execute(select(pm).where(pm.c.key == key)).first()
+        r = self.conn.execute(statements.by_key(t.processed_messages, "key"), {"key": key}).first()
         if r is None:
             return None
         return ProcessedMessage(

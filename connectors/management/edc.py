@@ -2,7 +2,10 @@
 
 Requests are expanded with the JSON-LD processor (offline contexts only), so a client
 may write ``name``, ``edc:name`` or the full IRI — whatever its ``@context`` says; a body
-without ``@context`` is read with EDC's default (``@vocab`` = the EDC namespace). The
+without ``@context`` is read with EDC's default (``@vocab`` = the EDC namespace). Bodies
+of a shape seen before are expanded from a cache of the processor's results with their
+strings substituted (:mod:`policies.jsonld_templates`; the same result, without
+processing the contexts again). The
 expanded form is then simplified to plain JSON keyed by EDC local names. Responses are
 written directly in compact form under :data:`RESPONSE_CONTEXT` (``@vocab`` EDC, the
 ``edc:``/``odrl:``/``dspace:`` prefixes), which is what EDC itself answers. Errors are
@@ -21,6 +24,7 @@ from connectors.dsp.definitions import EDC_NS, Criterion
 from connectors.dsp.errors import DspError
 from connectors.dsp.vocabulary import DCAT_NS, DCT_NS, DSP_ODRL_PROFILE_URL, DSPACE_NS, ODRL_NS
 from connectors.http.problem import ProblemError
+from policies import jsonld_templates
 
 MANAGEMENT_CONTEXT_URL = "https://w3id.org/edc/connector/management/v0.0.1"
 #: Our own management context document (registered with policies.jsonld at start-up).
@@ -120,7 +124,7 @@ def expand_body(body: Any) -> dict[str, Any]:
     doc = dict(body)
     doc.setdefault("@context", DEFAULT_REQUEST_CONTEXT)
     try:
-        expanded = policies.jsonld.expand(doc)
+        expanded = jsonld_templates.expand(doc)
     except policies.JsonLdError as exc:
         bad_request(f"the body is not readable JSON-LD: {exc}", path="@context",
                     invalid=exc.url)
@@ -156,7 +160,7 @@ def policy_from_expanded(node: Mapping[str, Any]) -> dict[str, Any]:
     """An expanded ODRL policy node -> compact DSP ODRL profile terms (how the store keeps
     policies: ``permission``, ``action``, ``constraint``...)."""
     try:
-        compacted = policies.jsonld.compact(dict(node), [DSP_ODRL_PROFILE_URL])
+        compacted = jsonld_templates.compact(dict(node), [DSP_ODRL_PROFILE_URL])
     except policies.JsonLdError as exc:
         bad_request(f"the policy is not readable JSON-LD: {exc}", path="policy")
     ctx = compacted.pop("@context", None)
