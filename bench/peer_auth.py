@@ -194,14 +194,15 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def over_http(seconds: float, connections: int, rounds: int, workers: int = 2,
-              threads: int = 4) -> dict[str, object]:
+              threads: int = 4, replay_store: str = "auto") -> dict[str, object]:
     """Throughput of /peer/ping vs /ping on a gunicorn node (default 2 workers x 4 threads)."""
     from tests.support.processes import DataSpace
 
     base = Path(tempfile.mkdtemp(prefix="bench-space-"))
     env = {"AUTOSPACE_SERVER_WORKERS": str(workers), "AUTOSPACE_SERVER_THREADS": str(threads),
            "AUTOSPACE_LOGGING_LEVEL": "warning",  # no access lines on either path
-           "AUTOSPACE_TRUST_REGISTRY_REFRESH_SECONDS": "60"}
+           "AUTOSPACE_TRUST_REGISTRY_REFRESH_SECONDS": "60",
+           "AUTOSPACE_TRUST_REPLAY_STORE": replay_store}
     with DataSpace(base) as space:
         a = space.add_node("a", role="oem")
         b = space.add_node("b", role="supplier", env=env)
@@ -246,6 +247,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--replay-store", default="auto", choices=["auto", "local", "database"],
+                        help="the node's trust.replay_store")
     parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
 
@@ -263,8 +266,10 @@ def main() -> None:
           f"({verdict} the < 1 ms target)")
     if args.skip_http:
         return
-    h = over_http(args.seconds, args.connections, args.rounds, args.workers, args.threads)
+    h = over_http(args.seconds, args.connections, args.rounds, args.workers, args.threads,
+                  args.replay_store)
     print(f"HTTP, gunicorn {args.workers} workers x {args.threads} threads, "
+          f"replay store {args.replay_store}, "
           f"{args.connections} keep-alive connections, "
           f"median of {h['rounds']} x {args.seconds:.0f}s:")
     print(f"  GET /ping        (no auth)   {h['unauthenticated_rps']:8.0f} req/s")
