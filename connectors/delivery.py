@@ -7,7 +7,11 @@
   what happened as a value (it never raises).
 - :class:`Dispatcher` is a background thread that drains the outbox as soon as a request
   committed something to send (``kick()``), so a negotiation does not wait for the next
-  worker tick; the periodic worker job still retries what failed.
+  worker tick; the periodic worker job still retries what failed. Rows a request leased
+  as it wrote them (the protocol's fast path) arrive through ``hand_over()`` and are sent
+  without a lease transaction; a full drain (lease, ``after_drain``, pending count) runs
+  when a kick was not covered by a hand-over, after a failed send, and at least every
+  ``idle_seconds``.
 - :class:`MessageLog` appends every DSP message sent or received to a JSON-lines file when
   ``[connector] message_log`` is set (the end-to-end tests validate each one against the
   official schemas).
@@ -20,7 +24,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +183,9 @@ class Dispatcher:
         #: run once, when the first thread starts (e.g. free leases of dead processes)
         self.on_start: Callable[[], Any] | None = None
         self._started = False
+        self._handed: deque[outbox.OutboxMessage] = deque()  # leased rows to send first
+        self._drain_due = True  # a full drain (lease query) is wanted on the next wake
+        self._local = threading.local()  # per request thread: last commit handed over
 
     def prepare(self) -> None:
         """Run ``on_start`` once per dispatcher, from its thread or the worker job."""
@@ -191,7 +199,29 @@ class Dispatcher:
             log.warning("outbox start-up step failed: %s", exc)
 
     def kick(self) -> None:
-        """Ask for delivery now (starts the thread lazily, so forked workers get their own)."""
+        """Ask for delivery now (starts the thread lazily, so forked workers get their own).
+
+        A kick right after a commit whose rows were all handed over (same thread) only
+        makes sure the thread runs: those rows need no lease query.
+        """
+        if getattr(self._local, "covered", False):
+            self._local.covered = False
+            self._ensure_thread()
+            return
+        self._drain_due = True
+        self._wake.set()
+        self._ensure_thread()
+
+    def hand_over(self, rows: Sequence[outbox.OutboxMessage], unleased: int = 0) -> None:
+        """Rows a committed transaction leased to :attr:`owner`: send them without a lease
+        transaction. ``unleased`` rows of that transaction wait for a full drain."""
+        for row in rows:
+            if row.lease_owner != self.owner:
+                raise ValueError(f"row {row.id} is leased to {row.lease_owner}, not {self.owner}")
+        self._handed.extend(rows)
+        if unleased:
+            self._drain_due = True
+        self._local.covered = bool(rows) and not unleased
         self._wake.set()
         self._ensure_thread()
 
@@ -213,24 +243,48 @@ class Dispatcher:
                                                 daemon=True)
                 self._thread.start()
 
+    def _send_handed_over(self) -> bool:
+        """Send the handed-over rows in order; False if one failed (it went to retry)."""
+        ok = True
+        while self._handed:
+            row = self._handed.popleft()
+            ok = self.protocol.deliver_leased(self.send, row, owner=self.owner) and ok
+        return ok
+
     def _run(self) -> None:
-        """Drain on every kick and every ``idle_seconds`` while rows are pending; end when
-        the outbox is empty or the store keeps failing (the next kick starts a new thread,
-        and the worker job covers retries in between)."""
+        """Send handed-over rows on every wake; drain on kicks, after a failure and at
+        least every ``idle_seconds`` while rows are pending; end when the outbox is empty
+        or the store keeps failing (the next kick starts a new thread, and the worker job
+        covers retries in between). A row left in the queue by a failing store keeps its
+        lease until it expires, then the normal path takes it."""
         failures = 0
         self.prepare()
+        # a new thread drains at once only when asked (first start: leases of dead
+        # processes were just freed; a kick); rows handed over are sent without one
+        next_sweep = time.monotonic() + self.idle_seconds
         while not self._stop.is_set():
             self._wake.wait(self.idle_seconds)
             self._wake.clear()
             try:
+                sent_ok = self._send_handed_over()
+                drain_due, self._drain_due = self._drain_due, False
+                if sent_ok and not drain_due and time.monotonic() < next_sweep:
+                    failures = 0
+                    continue
+                next_sweep = time.monotonic() + self.idle_seconds
                 self.drain()
                 if self.after_drain is not None:
                     self.after_drain()
                 failures = 0
-                if outbox.pending_count(self.protocol.store.engine) == 0 and self._retire():
+                if (
+                    not self._handed
+                    and outbox.pending_count(self.protocol.store.engine) == 0
+                    and self._retire()
+                ):
                     return
             except Exception as exc:
                 failures += 1
+                self._drain_due = True
                 log.warning("outbox delivery failed (%d in a row): %s", failures, exc)
                 if failures >= MAX_FAILURES and self._retire():
                     return

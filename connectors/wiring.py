@@ -15,7 +15,8 @@ outbox sender over the signed peer client, the ledger recorder (a store hook: ag
 and transfer events commit with the state change), and a data flow looked up at call time in
 ``app.extensions["autospace.dataflow"]`` (set by the data-plane component; without one,
 transfers are refused with a clear reason). Background delivery: a dispatcher thread per
-process, woken after every commit, plus the ``connector.outbox`` worker job.
+process, handed the rows each commit leased to it (the protocol's fast path) and woken
+after every commit, plus the ``connector.outbox`` worker job.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from connectors.dsp import outbox
 from connectors.dsp.agreement import ContractAgreement
 from connectors.dsp.messages import DataAddress
 from connectors.dsp.policy import engine_normaliser
-from connectors.dsp.service import DspProtocol
+from connectors.dsp.service import DspProtocol, FastPath
 from connectors.dsp.store import ConnectorStore
 from connectors.dsp.transfer import TransferProcessEntity
 from connectors.dsp.transfer_handlers import DataFlowError
@@ -120,6 +121,9 @@ def build_runtime(app: Flask) -> ConnectorRuntime:
     host = socket.gethostname()
     owner = outbox.owner_id(host, os.getpid(), f"{id(protocol):x}")
     dispatcher = Dispatcher(protocol, sender, owner=owner)
+    # rows a request writes are leased to this dispatcher in that transaction and sent
+    # straight after the commit (no lease transaction on a negotiation's critical path)
+    protocol.fast_path = FastPath(owner, dispatcher.hand_over)
     dispatcher.on_start = lambda: outbox.release_orphaned_leases(
         ctx.engine, host, now=clock()
     )

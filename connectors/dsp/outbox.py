@@ -7,13 +7,24 @@ SQLAlchemy drops the locking clause) the single UPDATE statement is atomic becau
 serialises writers. Either way a row is held by at most one live lease. Messages of one
 process go out in order: a row is due only when no earlier row of the same process is
 still pending.
+
+Fast path: a request handler that will hand its rows to this process's dispatcher runs its
+transaction inside :func:`leasing_on_enqueue`; :func:`enqueue` then writes each row already
+leased to that owner (``attempts`` 1, ``leased_until`` = now + lease) when the ordering
+rule allows it, i.e. no earlier row of the same process is still pending (otherwise the row
+is written unleased and the normal lease path sends it after the earlier one). The
+dispatcher sends the collected rows after the commit without a lease transaction. A process
+that dies before sending holds the lease like any other leaser: it is freed by
+:func:`release_orphaned_leases` on restart or when it expires.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,24 +63,96 @@ class OutboxMessage:
     leased_until: int
 
 
-def enqueue(conn: Connection, out: Outgoing, *, now: datetime) -> int:
-    """Add ``out`` to the outbox inside the caller's transaction; returns the row id."""
-    res = conn.execute(
-        statements.plain_insert(t.outbox),
-        {
-            "process_kind": out.process_kind.value,
-            "process_id": out.process_id,
-            "recipient_id": out.recipient_id,
-            "url": out.url,
-            "message_type": out.message.TYPE.value,
-            "body": out.message.to_json(),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": epoch_ms(now),
-            "created_at": now,
-        },
+@dataclass(slots=True)
+class EnqueueLeases:
+    """What :func:`enqueue` did inside :func:`leasing_on_enqueue`: rows it leased to
+    ``owner`` (send them after the commit) and how many it had to leave unleased."""
+
+    owner: str
+    lease_ms: int = DEFAULT_LEASE_MS
+    leased: list[OutboxMessage] = field(default_factory=list)
+    unleased: int = 0
+
+
+_ENQUEUE_LEASES: ContextVar[EnqueueLeases | None] = ContextVar("outbox_enqueue_leases",
+                                                               default=None)
+
+
+@contextmanager
+def leasing_on_enqueue(owner: str, *, lease_ms: int = DEFAULT_LEASE_MS) -> Iterator[EnqueueLeases]:
+    """Within this block, :func:`enqueue` leases the rows it writes to ``owner`` when the
+    ordering rule allows it. Use the collected rows only after the transaction committed."""
+    taken = EnqueueLeases(owner, lease_ms)
+    token = _ENQUEUE_LEASES.set(taken)
+    try:
+        yield taken
+    finally:
+        _ENQUEUE_LEASES.reset(token)
+
+
+def _pending_of_process_statement() -> Any:
+    o = t.outbox
+    return (
+        select(o.c.id)
+        .where(
+            o.c.process_kind == bindparam("process_kind"),
+            o.c.process_id == bindparam("process_id"),
+            o.c.status == "pending",
+        )
+        .limit(1)
     )
-    return int(res.inserted_primary_key[0])
+
+
+def enqueue(conn: Connection, out: Outgoing, *, now: datetime) -> int:
+    """Add ``out`` to the outbox inside the caller's transaction; returns the row id.
+
+    Inside :func:`leasing_on_enqueue` the row is written leased to its owner unless an
+    earlier row of the same process is still pending (messages of a process stay in order).
+    """
+    taken = _ENQUEUE_LEASES.get()
+    now_ms = epoch_ms(now)
+    values: dict[str, Any] = {
+        "process_kind": out.process_kind.value,
+        "process_id": out.process_id,
+        "recipient_id": out.recipient_id,
+        "url": out.url,
+        "message_type": out.message.TYPE.value,
+        "body": out.message.to_json(),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now_ms,
+        "created_at": now,
+    }
+    lease_it = False
+    if taken is not None:
+        earlier = conn.execute(
+            statements.memo(("outbox.pending_of_process",), _pending_of_process_statement),
+            {"process_kind": values["process_kind"], "process_id": values["process_id"]},
+        ).first()
+        lease_it = earlier is None
+        if lease_it:
+            values.update(attempts=1, lease_owner=taken.owner,
+                          leased_until=now_ms + taken.lease_ms)
+        else:
+            taken.unleased += 1
+    res = conn.execute(statements.plain_insert(t.outbox), values)
+    row_id = int(res.inserted_primary_key[0])
+    if taken is not None and lease_it:
+        taken.leased.append(
+            OutboxMessage(
+                id=row_id,
+                process_kind=values["process_kind"],
+                process_id=values["process_id"],
+                recipient_id=values["recipient_id"],
+                url=values["url"],
+                message_type=values["message_type"],
+                body=values["body"],
+                attempts=1,
+                lease_owner=taken.owner,
+                leased_until=values["leased_until"],
+            )
+        )
+    return row_id
 
 
 def _lease_statement() -> Any:

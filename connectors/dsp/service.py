@@ -5,13 +5,16 @@ by the right machine and committed (entity, agreement, outbox rows, replay recor
 transaction before the answer is returned: state is durable before a message is
 acknowledged. Answers are :class:`Reply` values (status + DSP body), never exceptions, so
 no traceback reaches a peer. Outgoing messages are delivered by :meth:`deliver_due` with
-a transport the node injects.
+a transport the node injects; with a :class:`FastPath` set, the rows a transaction writes are
+leased in that transaction and handed to the dispatcher after the commit (sent with
+:meth:`deliver_leased`, no lease transaction on the way).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -125,6 +128,16 @@ class Sender(Protocol):
     def __call__(self, row: outbox.OutboxMessage) -> DeliveryResult: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FastPath:
+    """Lease outbox rows as they are written, for ``owner``, and after the commit call
+    ``hand_over(leased_rows, unleased_count)`` (the dispatcher sends the leased ones)."""
+
+    owner: str
+    hand_over: Callable[[Sequence[outbox.OutboxMessage], int], None]
+    lease_ms: int = outbox.DEFAULT_LEASE_MS
+
+
 def _error_reply(err: DspError, kind: ProcessKind | None) -> Reply:
     if kind is ProcessKind.NEGOTIATION:
         return Reply(err.status, m.negotiation_error(err).to_json())
@@ -163,6 +176,25 @@ class DspProtocol:
         self.catalog = catalog or CatalogService(
             participant_id=participant_id, protocol_url=protocol_url, checker=checker, **kw
         )
+        #: set by the node to send committed messages without a lease transaction
+        self.fast_path: FastPath | None = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[StoreSession]:
+        """A store transaction that may write outbox rows; with a fast path, its rows are
+        leased as they are written and handed over once the commit succeeded."""
+        fast = self.fast_path
+        if fast is None:
+            with self.store.transaction() as tx:
+                yield tx
+            return
+        with (
+            outbox.leasing_on_enqueue(fast.owner, lease_ms=fast.lease_ms) as taken,
+            self.store.transaction() as tx,
+        ):
+            yield tx
+        if taken.leased or taken.unleased:
+            fast.hand_over(tuple(taken.leased), taken.unleased)
 
     # ------------------------------------------------------------------ machines per session
 
@@ -258,7 +290,7 @@ class DspProtocol:
         kind: ProcessKind,
         default_role: Role,
     ) -> Reply:
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             seen = tx.get_processed(key)
             if seen is not None:
                 return Reply(seen.status_code, seen.response)
@@ -381,7 +413,7 @@ class DspProtocol:
     ) -> Any:
         for attempt in range(CONFLICT_RETRIES):
             try:
-                with self.store.transaction() as tx:
+                with self._transaction() as tx:
                     entity = (
                         tx.get_negotiation(pid)
                         if kind is ProcessKind.NEGOTIATION
@@ -398,7 +430,7 @@ class DspProtocol:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _create(self, outcome: Outcome[Any]) -> Any:
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             return tx.apply(outcome)
 
     def start_negotiation(
@@ -446,7 +478,7 @@ class DspProtocol:
         data_address: m.DataAddress | None = None,
     ) -> TransferProcessEntity:
         """Consumer: start a transfer under one of our agreements (404 if unknown)."""
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             agreement = tx.get_agreement(agreement_id)
             if agreement is None or agreement.consumer_id != self.participant_id:
                 raise ProcessNotFoundError(f"no agreement {agreement_id} as consumer")
@@ -477,22 +509,28 @@ class DspProtocol:
         """Lease due outbox rows, send them, record the result; returns rows handled."""
         rows = outbox.lease(self.store.engine, owner, now=self.clock(), limit=limit)
         for row in rows:
-            result = send(row)
-            if result.ok:
-                if outbox.complete(self.store.engine, row.id, owner, now=self.clock()):
-                    self._after_delivery(row, result.body)
-                continue
-            status = outbox.retry(
-                self.store.engine,
-                row.id,
-                owner,
-                now=self.clock(),
-                error=result.error or f"HTTP {result.status}",
-                permanent=result.permanent,
-            )
-            if status == "dead":
-                self._after_failure(row, result.error or f"HTTP {result.status}")
+            self.deliver_leased(send, row, owner=owner)
         return len(rows)
+
+    def deliver_leased(self, send: Sender, row: outbox.OutboxMessage, *, owner: str) -> bool:
+        """Send one row ``owner`` holds the lease of and record the result (complete, or
+        retry / give up); True when the peer accepted it."""
+        result = send(row)
+        if result.ok:
+            if outbox.complete(self.store.engine, row.id, owner, now=self.clock()):
+                self._after_delivery(row, result.body)
+            return True
+        status = outbox.retry(
+            self.store.engine,
+            row.id,
+            owner,
+            now=self.clock(),
+            error=result.error or f"HTTP {result.status}",
+            permanent=result.permanent,
+        )
+        if status == "dead":
+            self._after_failure(row, result.error or f"HTTP {result.status}")
+        return False
 
     def _after_delivery(self, row: outbox.OutboxMessage, body: Mapping[str, Any] | None) -> None:
         """An initial request/offer was ACKed: record the counter-party's pid from the body."""
