@@ -32,6 +32,7 @@ down (0.5 s, 1 s, 2 s, 5 s...).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -65,7 +66,10 @@ FILE_DATA = bytes(range(256)) * 64 + b"lot 7 measured\n"
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     with DataSpace(tmp_path_factory.mktemp("stages")) as ds:
-        ds.add_nodes({"provider": "supplier", "oem": "oem"})
+        logs = {name: ds.base / f"{name}.dsp.jsonl" for name in ("provider", "oem")}
+        ds.add_nodes({"provider": "supplier", "oem": "oem"}, envs={
+            name: {"AUTOSPACE_CONNECTOR_MESSAGE_LOG": str(path)} for name, path in logs.items()})
+        ds.message_logs = logs  # type: ignore[attr-defined]
         ds.start()
         provider = ds.nodes["provider"]
         with mgmt(provider) as m:
@@ -259,21 +263,34 @@ def local_id(space, name: str, table: Any, consumer_pid: str) -> str:
 
 def wait_on_the_wire(space, name: str, table: Any, consumer_pid: str, message_type: str,
                      timeout: float = 15.0) -> None:
-    """Until the node has leased its outbox row carrying ``message_type`` for this process
-    (its POST is under way), plus a moment for the request to reach the peer's socket."""
-    process_id = local_id(space, name, table, consumer_pid)
-    o = ct.outbox
+    """Until the node has started sending ``message_type`` for this process (its message
+    log has the "sent" line, written just before the POST), plus a moment for the request
+    to reach the peer's socket. (Not the outbox row's lease: a row can be leased when it is
+    written, before its dispatcher gets to send it.)"""
+    path = space.message_logs[name]
     deadline = time.monotonic() + timeout
-    while True:
-        with space.engines[name].connect() as conn:
-            leased = conn.execute(select(o.c.id).where(
-                o.c.process_id == process_id, o.c.message_type == message_type,
-                o.c.attempts >= 1)).first()
-        if leased is not None:
-            break
+    while not _sent(path, message_type, consumer_pid):
         assert time.monotonic() < deadline, f"{name}: {message_type} never left"
         time.sleep(0.005)
     time.sleep(0.3)
+
+
+def _sent(path, message_type: str, consumer_pid: str) -> bool:
+    """Whether the message log at ``path`` has a sent ``message_type`` of this process."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line being written
+            continue
+        body = entry.get("body") or {}
+        if (entry.get("direction") == "sent" and body.get("@type") == message_type
+                and body.get("consumerPid") == consumer_pid):
+            return True
+    return False
 
 
 def _verification_in_flight(space, asset_id: str) -> str:
