@@ -323,16 +323,23 @@ def test_provider_killed_after_the_consumer_verified(space):
     assert_finalized_once(space, pid, "lot-4")
 
 
-def test_consumer_killed_before_the_finalized_event(space):
+def _event_in_flight(space, asset_id: str) -> str:
+    """Provider FINALIZED, its event in the socket of the frozen consumer (VERIFIED); the
+    provider runs."""
     oem, provider = space.nodes["oem"], space.nodes["provider"]
     cn = ct.contract_negotiations
-    pid = _verification_in_flight(space, "lot-5")
+    pid = _verification_in_flight(space, asset_id)
     freeze(oem)  # the FINALIZED event will wait in the consumer's socket
     thaw(provider)
     wait_row(space, "provider", cn, pid, {"FINALIZED"})
     wait_on_the_wire(space, "provider", cn, pid, "ContractNegotiationEventMessage")
-    kill(oem)
-    assert row_state(space, "oem", cn, pid) == "VERIFIED"
+    return pid
+
+
+def test_consumer_killed_before_the_finalized_event(space):
+    pid = _event_in_flight(space, "lot-5")
+    kill(space.nodes["oem"])
+    assert row_state(space, "oem", ct.contract_negotiations, pid) == "VERIFIED"
     restart(space, "oem")
     assert_finalized_once(space, pid, "lot-5")
 
@@ -340,15 +347,9 @@ def test_consumer_killed_before_the_finalized_event(space):
 def test_provider_killed_after_finalizing_with_its_event_in_flight(space):
     """The provider's event row is leased by the killed process: the restart frees the lease
     and re-sends it; the consumer, FINALIZED meanwhile, answers it as a replay."""
-    oem, provider = space.nodes["oem"], space.nodes["provider"]
-    cn = ct.contract_negotiations
-    pid = _verification_in_flight(space, "lot-6")
-    freeze(oem)
-    thaw(provider)
-    wait_row(space, "provider", cn, pid, {"FINALIZED"})
-    wait_on_the_wire(space, "provider", cn, pid, "ContractNegotiationEventMessage")
-    kill(provider)
-    thaw(oem)
+    pid = _event_in_flight(space, "lot-6")
+    kill(space.nodes["provider"])
+    thaw(space.nodes["oem"])
     restart(space, "provider")
     assert_finalized_once(space, pid, "lot-6")
 

@@ -5,7 +5,6 @@ about what a host crash may have erased.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from node.config import ConfigError, NodeConfig
 from node.context import replay_store
 from node.db import make_engine
 from tests.identity.conftest import Clock
-from tests.identity.test_replay_store import ISSUER, JTIS, _race
+from tests.identity.test_replay_store import ISSUER, JTIS, _race, race_in_processes
 
 
 def boot(boot_id: str, boot_time: float = 0.0) -> Any:
@@ -65,18 +64,8 @@ def _worker_process(path: str, start: Any, out: Any) -> None:
 
 
 def test_processes_sharing_the_directory_accept_each_jti_exactly_once(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")  # see test_replay_store for why not fork
-    start, out = ctx.Event(), ctx.Queue()
     path = str(tmp_path / "r")
-    procs = [ctx.Process(target=_worker_process, args=(path, start, out)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    start.set()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
-    assert all(isinstance(r, list) for r in results), results
-    won = [jti for r in results for jti in r]
+    won = race_in_processes(_worker_process, path)
     assert sorted(won) == sorted(JTIS)  # each id accepted once, by exactly one process
     store = LocalReplayStore(Path(path), clock=lambda: 0.0)
     assert not any(store.remember(ISSUER, jti, 10**10) for jti in JTIS)

@@ -65,13 +65,15 @@ def _worker_process(url: str, start: Any, out: Any) -> None:
         engine.dispose()
 
 
-def test_processes_sharing_the_database_accept_each_jti_exactly_once(engine: Engine,
-                                                                      db_url: str) -> None:
-    # spawn, not fork: forking a test process whose other threads (apps built by earlier
-    # tests) hold a lock hangs the child, depending on which tests ran first in the worker
+def race_in_processes(worker: Any, arg: str, processes: int = 3) -> list[str]:
+    """Start ``processes`` spawned ``worker(arg, start, out)`` at once; the ids they won.
+
+    spawn, not fork: forking a test process whose other threads (apps built by earlier
+    tests) hold a lock hangs the child, depending on which tests ran first in the worker.
+    """
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker_process, args=(db_url, start, out)) for _ in range(3)]
+    procs = [ctx.Process(target=worker, args=(arg, start, out)) for _ in range(processes)]
     for p in procs:
         p.start()
     start.set()
@@ -79,7 +81,12 @@ def test_processes_sharing_the_database_accept_each_jti_exactly_once(engine: Eng
     for p in procs:
         p.join(30)
     assert all(isinstance(r, list) for r in results), results
-    won = [jti for r in results for jti in r]
+    return [jti for r in results for jti in r]
+
+
+def test_processes_sharing_the_database_accept_each_jti_exactly_once(engine: Engine,
+                                                                      db_url: str) -> None:
+    won = race_in_processes(_worker_process, db_url)
     assert sorted(won) == sorted(JTIS)  # each id accepted once, by exactly one process
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(replay)).scalar_one() == len(JTIS)
