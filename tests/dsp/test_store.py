@@ -4,6 +4,7 @@ AUTOSPACE_TEST_DB): CRUD, optimistic versions, replays, outbox leasing and retri
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -308,6 +309,7 @@ def test_concurrent_leasers_never_take_the_same_row(db_url, store) -> None:
                 if not got:
                     return
                 taken[name].extend(m.id for m in got)
+                time.sleep(0.001)  # delivering them: the other worker leases meanwhile
         except BaseException as exc:
             errors.append(exc)
 
