@@ -254,16 +254,17 @@ class Dispatcher:
     def _run(self) -> None:
         """Send handed-over rows on every wake; drain on kicks, after a failure and at
         least every ``idle_seconds`` while rows are pending; end when the outbox is empty
-        or the store keeps failing (the next kick starts a new thread, and the worker job
-        covers retries in between). A row left in the queue by a failing store keeps its
-        lease until it expires, then the normal path takes it."""
+        after ``idle_seconds`` without a wake, or when the store keeps failing (the next
+        kick starts a new thread, and the worker job covers retries in between). A row
+        left in the queue by a failing store keeps its lease until it expires, then the
+        normal path takes it."""
         failures = 0
         self.prepare()
         # a new thread drains at once only when asked (first start: leases of dead
         # processes were just freed; a kick); rows handed over are sent without one
         next_sweep = time.monotonic() + self.idle_seconds
         while not self._stop.is_set():
-            self._wake.wait(self.idle_seconds)
+            woken = self._wake.wait(self.idle_seconds)
             self._wake.clear()
             try:
                 sent_ok = self._send_handed_over()
@@ -276,8 +277,11 @@ class Dispatcher:
                 if self.after_drain is not None:
                     self.after_drain()
                 failures = 0
+                # retire only after a quiet interval: a node busy with a conversation
+                # would otherwise start a new thread for every message it sends
                 if (
-                    not self._handed
+                    not woken
+                    and not self._handed
                     and outbox.pending_count(self.protocol.store.engine) == 0
                     and self._retire()
                 ):

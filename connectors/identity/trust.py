@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SKEW = 30  # seconds of clock difference tolerated between nodes
 CREDENTIAL_CACHE_SIZE = 1024
+#: fraction of the registry refresh interval after which calls start a background refresh
+REFRESH_AHEAD = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +176,13 @@ class RegistrySource(Protocol):
 class RegistryCache:
     """The latest verified registry per anchor, refreshed every ``refresh_interval`` seconds.
 
-    A failed refresh keeps the previous document until its own ``exp``; after that,
-    or if none was ever fetched, membership cannot be decided and calls are refused.
+    A call that finds the document older than :data:`REFRESH_AHEAD` of the interval starts
+    a refresh in a background thread and goes on with the current document, so a node
+    under steady traffic never waits for the authority; only a document older than the
+    whole interval is refreshed in the caller's thread (revocation is still seen within
+    the interval). A failed refresh keeps the previous document until its own ``exp``;
+    after that, or if none was ever fetched, membership cannot be decided and calls are
+    refused.
     """
 
     def __init__(
@@ -193,12 +200,20 @@ class RegistryCache:
         self._interval = refresh_interval
         self._store = store
         self._current: dict[str, tuple[float, registry.Registry]] = {}
+        self._tried_behind: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def get(self, authority: str) -> registry.Registry:
         now = self._clock()
         entry = self._current.get(authority)
         if entry is not None and now - entry[0] < self._interval:
+            if (
+                now - entry[0] >= self._interval * REFRESH_AHEAD
+                and now - self._tried_behind.get(authority, -1e18) >= self._interval / 10
+                and self._lock.acquire(blocking=False)
+            ):
+                self._tried_behind[authority] = now  # an outage: not a thread per call
+                self._refresh_behind(authority)
             return entry[1]
         if entry is not None and not self._lock.acquire(blocking=False):
             return self._usable(entry, now, authority)  # another thread is refreshing
@@ -208,6 +223,23 @@ class RegistryCache:
             return self._refresh(authority, now)
         finally:
             self._lock.release()
+
+    def _refresh_behind(self, authority: str) -> None:
+        """Refresh in a daemon thread; the caller holds :attr:`_lock`, the thread frees it."""
+
+        def run() -> None:
+            try:
+                self._refresh(authority, self._clock(), force=True)
+            except Exception as exc:  # the next call past the interval tries again
+                log.warning("background registry refresh failed for %s: %s", authority, exc)
+            finally:
+                self._lock.release()
+
+        try:
+            threading.Thread(target=run, name="registry-refresh", daemon=True).start()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def refresh(self, authority: str) -> registry.Registry:
         """Fetch now (used by the worker's refresh job)."""

@@ -107,6 +107,48 @@ def test_revocation_is_seen_after_the_refresh_interval(world):
     assert (e.reason, e.status) == (Reason.REVOKED, 403)
 
 
+def _wait_for_fetches(world, n: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 5
+    while world.source.fetches < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert world.source.fetches == n
+    world.verifier._registries._lock.acquire(timeout=5)  # the refresh thread is done
+    world.verifier._registries._lock.release()
+
+
+def test_registry_is_refreshed_ahead_without_making_the_caller_wait(world):
+    world.verifier.verify(world.a.token(world.b.did, world.clock()))
+    world.authority.revoke(world.a.did)
+    world.clock.advance(4)
+    world.verifier.verify(world.a.token(world.b.did, world.clock()))  # too early: no fetch
+    assert world.source.fetches == 1
+    world.clock.advance(2)  # past half the interval: answered from the cache, fetch behind
+    world.verifier.verify(world.a.token(world.b.did, world.clock()))
+    _wait_for_fetches(world, 2)
+    # the revocation is seen before the interval of the first fetch has run out
+    e = refused(world, world.a.token(world.b.did, world.clock()))
+    assert (e.reason, e.status) == (Reason.REVOKED, 403)
+    assert world.source.fetches == 2
+
+
+def test_failed_refresh_ahead_keeps_the_document_and_retries_in_the_caller(world):
+    world.verifier.verify(world.a.token(world.b.did, world.clock()))
+    world.source.fail = True
+    world.clock.advance(6)
+    world.verifier.verify(world.a.token(world.b.did, world.clock()))
+    _wait_for_fetches(world, 2)
+    world.verifier.verify(world.a.token(world.b.did, world.clock()))  # no retry at once
+    assert world.source.fetches == 2
+    world.source.fail = False
+    world.authority.revoke(world.a.did)
+    world.clock.advance(4)  # the first fetch is now a whole interval old: fetched in-line
+    e = refused(world, world.a.token(world.b.did, world.clock()))
+    assert e.reason is Reason.REVOKED
+    assert world.source.fetches == 3
+
+
 def test_superseded_credential_is_revoked_on_readmission(world):
     old = world.a.credential
     world.a.credential, _ = world.authority.admit(member_did=world.a.did, participant_id="P-a",
