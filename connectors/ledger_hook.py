@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import rfc8785
 from sqlalchemy.engine import Connection
 
 from connectors.dsp.outcome import Outcome
@@ -25,7 +24,9 @@ from connectors.dsp.transfer import TransferProcessEntity
 
 def policy_hash(policy: dict[str, Any]) -> str:
     """SHA-256 (hex) of the RFC 8785 bytes of an agreement's policy."""
-    return hashlib.sha256(rfc8785.dumps(policy)).hexdigest()
+    from ledger.records import canonical_bytes
+
+    return hashlib.sha256(canonical_bytes(policy)).hexdigest()
 
 
 class LedgerRecorder:

@@ -196,10 +196,14 @@ class EnginePolicyChecker:
         dataset_id = context.get("dataset_id")
         if isinstance(dataset_id, str):
             request["target"] = dataset_id
-            with self.store.transaction() as tx:
-                asset = tx.get_asset(dataset_id)
-                aid = context.get("agreement_id")
-                agreement = tx.get_agreement(aid) if isinstance(aid, str) else None
+            asset = context.get("asset")  # read by the caller's own transaction
+            aid = context.get("agreement_id")
+            agreement = None
+            if getattr(asset, "id", None) != dataset_id or isinstance(aid, str):
+                with self.store.transaction() as tx:
+                    if getattr(asset, "id", None) != dataset_id:
+                        asset = tx.get_asset(dataset_id)
+                    agreement = tx.get_agreement(aid) if isinstance(aid, str) else None
             if asset is not None:
                 request["asset"] = {"classification": asset.classification.value}
                 if asset.home_region:

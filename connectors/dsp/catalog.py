@@ -297,6 +297,7 @@ class CatalogService:
         for v in self._visible(tx, caller):
             if v.definition.id == definition_id:
                 return ResolvedOffer(
-                    offer, asset_id, {"@id": offer, "@type": "Offer", **v.terms}, definition_id
+                    offer, asset_id, {"@id": offer, "@type": "Offer", **v.terms}, definition_id,
+                    asset,
                 )
         return None

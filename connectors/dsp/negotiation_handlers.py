@@ -53,6 +53,9 @@ class ResolvedOffer:
     dataset_id: str
     policy: dict[str, Any]
     contract_definition_id: str | None = None
+    #: the dataset's asset as read in the resolving transaction (spares the policy
+    #: check a second read); None where the resolver has no asset at hand
+    asset: Any = None
 
 
 class OfferResolver(Protocol):

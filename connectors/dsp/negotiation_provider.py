@@ -137,7 +137,8 @@ class ProviderNegotiationMachine(NegotiationMachineBase):
                 offer=dict(msg.offer),
                 contract_definition_id=resolved.contract_definition_id,
             )
-            return self._decide(caller, entity, msg.offer, resolved.policy, created=True)
+            return self._decide(caller, entity, msg.offer, resolved.policy, created=True,
+                                asset=resolved.asset)
         entity = owned(caller, current, Role.PROVIDER, msg.provider_pid)
         check_pids(entity, msg.provider_pid, msg.consumer_pid)
         if (
@@ -270,6 +271,7 @@ class ProviderNegotiationMachine(NegotiationMachineBase):
         our_offer: Mapping[str, Any],
         *,
         created: bool,
+        asset: Any = None,
     ) -> NegotiationOutcome:
         """Agree (policy allows, terms match) or terminate with the reasons; ACK the receipt."""
         received = entity
@@ -291,6 +293,7 @@ class ProviderNegotiationMachine(NegotiationMachineBase):
                 "dataset_id": entity.dataset_id,
                 "negotiation_id": entity.id,
                 "provider_id": self.participant_id,
+                **({"asset": asset} if asset is not None else {}),
             },
         )
         if not decision.allowed:

@@ -278,6 +278,12 @@ def _held() -> Any:
 
 def complete(engine: Engine, row_id: int, owner: str, *, now: datetime) -> bool:
     """Mark a delivered row sent; False if the lease was lost (someone else may resend)."""
+    with engine.begin() as conn:
+        return complete_in(conn, row_id, owner, now=now)
+
+
+def complete_in(conn: Connection, row_id: int, owner: str, *, now: datetime) -> bool:
+    """:func:`complete` inside the caller's transaction (with what the answer taught us)."""
     stmt = statements.memo(
         ("outbox.complete",),
         lambda: update(t.outbox)
@@ -285,8 +291,7 @@ def complete(engine: Engine, row_id: int, owner: str, *, now: datetime) -> bool:
         .values(status="sent", delivered_at=bindparam("delivered_at"), leased_until=None),
     )
     params = {"row_id": row_id, "owner": owner, "now_ms": epoch_ms(now), "delivered_at": now}
-    with engine.begin() as conn:
-        return conn.execute(stmt, params).rowcount == 1
+    return conn.execute(stmt, params).rowcount == 1
 
 
 def retry(

@@ -517,8 +517,9 @@ class DspProtocol:
         retry / give up); True when the peer accepted it."""
         result = send(row)
         if result.ok:
-            if outbox.complete(self.store.engine, row.id, owner, now=self.clock()):
-                self._after_delivery(row, result.body)
+            if not (self._acknowledges(row) and result.body is not None
+                    and self._complete_acknowledged(row, result.body, owner)):
+                outbox.complete(self.store.engine, row.id, owner, now=self.clock())
             return True
         status = outbox.retry(
             self.store.engine,
@@ -532,9 +533,10 @@ class DspProtocol:
             self._after_failure(row, result.error or f"HTTP {result.status}")
         return False
 
-    def _after_delivery(self, row: outbox.OutboxMessage, body: Mapping[str, Any] | None) -> None:
-        """An initial request/offer was ACKed: record the counter-party's pid from the body."""
-        initial = (
+    @staticmethod
+    def _acknowledges(row: outbox.OutboxMessage) -> bool:
+        """Whether the answer to ``row`` carries the counter-party's pid (initial messages)."""
+        return (
             row.message_type in (m.TransferRequestMessage.TYPE.value,)
             or (
                 row.message_type == m.ContractRequestMessage.TYPE.value
@@ -545,13 +547,27 @@ class DspProtocol:
                 and "consumerPid" not in row.body
             )
         )
-        if not initial or body is None:
-            return
+
+    def _complete_acknowledged(
+        self, row: outbox.OutboxMessage, body: Mapping[str, Any], owner: str
+    ) -> bool:
+        """An initial request/offer was ACKed: mark the row sent and record the
+        counter-party's pid from the answer in one transaction (the next message of the
+        conversation is usually arriving meanwhile). False when the answer was not usable;
+        the caller then marks the row sent on its own."""
         kind = ProcessKind(row.process_kind)
+
+        def step(mc: Any, entity: Any, tx: StoreSession) -> Outcome[Any]:
+            if not outbox.complete_in(tx.conn, row.id, owner, now=self.clock()):
+                return Outcome(None, replayed=True)  # lease lost: whoever holds it resends
+            return mc.on_acknowledged(entity, body)
+
         try:
-            self._command(kind, row.process_id, lambda mc, e, tx: mc.on_acknowledged(e, body))
+            self._command(kind, row.process_id, step)
         except DspError as err:
             log.warning("ACK for %s %s not usable: %s", kind.value, row.process_id, err)
+            return False
+        return True
 
     def _after_failure(self, row: outbox.OutboxMessage, reason: str) -> None:
         kind = ProcessKind(row.process_kind)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import rfc8785
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +47,7 @@ from connectors.dsp.outbox import enqueue
 from connectors.dsp.outcome import Outcome
 from connectors.dsp.transfer import TransferProcessEntity
 from connectors.dsp.vocabulary import Role
+from ledger.records import canonical_bytes
 
 E = TypeVar("E", ContractNegotiationEntity, TransferProcessEntity)
 #: ``hook(conn, outcome, saved_entity)`` called by :meth:`StoreSession.apply` in its transaction.
@@ -80,7 +80,7 @@ def message_key(*, kind: str, sender_id: str, target: str, body: Mapping[str, An
     for part in (kind, sender_id, target):
         h.update(part.encode())
         h.update(b"\x00")
-    h.update(rfc8785.dumps(body))
+    h.update(canonical_bytes(body))
     return h.hexdigest()
 
 
@@ -407,19 +407,21 @@ class StoreSession:
     ) -> list[ContractAgreement]:
         """Agreements matching the filters, newest first; by default only those whose
         negotiation is FINALIZED (what "an existing, valid agreement" means for reuse)."""
-        a, n = t.contract_agreements, t.contract_negotiations
-        q = select(a)
-        if finalized_only:
-            q = q.join(n, n.c.id == a.c.negotiation_id).where(n.c.state == "FINALIZED")
-        for col, value in (
-            (a.c.asset_id, asset_id),
-            (a.c.consumer_id, consumer_id),
-            (a.c.provider_id, provider_id),
-        ):
-            if value is not None:
-                q = q.where(col == value)
-        q = q.order_by(a.c.signed_at.desc(), a.c.id)
-        return [rows.agreement_from_row(r) for r in self.conn.execute(q)]
+        filters = {"asset_id": asset_id, "consumer_id": consumer_id, "provider_id": provider_id}
+        given = tuple(name for name, value in filters.items() if value is not None)
+
+        def build() -> Any:  # once per filter combination (every negotiation start asks)
+            a, n = t.contract_agreements, t.contract_negotiations
+            q = select(a)
+            if finalized_only:
+                q = q.join(n, n.c.id == a.c.negotiation_id).where(n.c.state == "FINALIZED")
+            for name in given:
+                q = q.where(a.c[name] == bindparam(name))
+            return q.order_by(a.c.signed_at.desc(), a.c.id)
+
+        stmt = statements.memo(("find_agreements", finalized_only, given), build)
+        params = {name: filters[name] for name in given}
+        return [rows.agreement_from_row(r) for r in self.conn.execute(stmt, params)]
 
     def list_agreements(self, *, offset: int = 0, limit: int = 50) -> list[ContractAgreement]:
         a = t.contract_agreements

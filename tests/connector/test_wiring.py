@@ -96,6 +96,26 @@ def test_cn_auto_profile_sees_the_assets_classification(store):
     assert not core.allowed  # core data never leaves the node outside federated compute
 
 
+def test_checker_uses_the_asset_the_caller_read_and_only_for_that_dataset(store):
+    """The provider's resolver hands over the asset it read in its transaction; the
+    checker then needs no read of its own, and never applies it to another dataset."""
+    with store.transaction() as tx:
+        tx.create_asset(Asset(id="core-asset", classification=Classification.CORE,
+                              home_region="CN"))
+        general = Asset(id="general-asset", home_region="CN")
+        tx.create_asset(general)
+    checker = EnginePolicyChecker(store, profile="cn-auto", clock=clock)
+    caller = Caller("BPN-oem", claims_of(peer(region="CN")))
+    given = checker.request_for(PolicyScope.NEGOTIATION, caller,
+                                {"dataset_id": "general-asset", "asset": general})
+    read = checker.request_for(PolicyScope.NEGOTIATION, caller, {"dataset_id": "general-asset"})
+    assert given == read and given["asset"] == {"classification": "general", "homeRegion": "CN"}
+    policy = {"permission": [{"action": "use"}]}
+    mismatched = checker(policy, scope=PolicyScope.NEGOTIATION, caller=caller,
+                         context={"dataset_id": "core-asset", "asset": general})
+    assert not mismatched.allowed  # the core asset was read, not the general one passed
+
+
 def _negotiation(pid: str) -> ContractNegotiationEntity:
     return ContractNegotiationEntity(id=pid, role=Role.PROVIDER, state=NegotiationState.AGREED,
                                      counter_party_id="BPN-oem",

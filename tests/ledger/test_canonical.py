@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import RecordError
-from ledger.records import canonical_record, leaf_data
+from ledger.records import canonical_bytes, canonical_record, leaf_data
 
 _scalars = (
     st.none()
@@ -45,3 +45,22 @@ def test_leaf_data_is_canonical_envelope():
     text = canonical_record(rec)
     expected = rfc8785.dumps({"record": rec, "salt": salt.hex(), "type": "data-use"})
     assert leaf_data("data-use", text, salt) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_canonical_bytes_equal_rfc8785_for_any_value(value):
+    """Policies and message bodies are hashed through the fast path: same bytes or the
+    same refusal as the rfc8785 package."""
+    try:
+        expected = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            canonical_bytes(value)
+        return
+    assert canonical_bytes(value) == expected
+
+
+def test_canonical_bytes_of_a_lone_surrogate_is_refused_like_rfc8785():
+    with pytest.raises(rfc8785.CanonicalizationError):
+        canonical_bytes({"a": "\ud800"})
