@@ -11,10 +11,12 @@ the whole step rolls back: the ledger never misses a committed agreement.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from connectors.dsp.outcome import Outcome
@@ -43,6 +45,8 @@ class LedgerRecorder:
         check_origin(origin)
         self.origin = origin
         self.clock = clock
+        # log row id per database: looked up (or created) once, not in every protocol step
+        self._log_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
     def __call__(self, conn: Connection, outcome: Outcome[Any], saved: Any) -> None:
         from ledger.log import Log
@@ -66,7 +70,14 @@ class LedgerRecorder:
             return
         from ledger.log import NewRecord
 
-        log = Log.open(conn, self.origin, clock=self.clock)
+        log_id = self._log_ids.get(conn.engine)
+        if log_id is None:
+            log = Log.open(conn, self.origin, clock=self.clock)
+            # remembered only once the step commits: a rolled-back creation leaves no row
+            event.listen(conn, "commit", lambda _c: self._log_ids.setdefault(
+                conn.engine, log.log_id), once=True)
+        else:
+            log = Log(log_id, self.origin, clock=self.clock)
         log.append_many(conn, [NewRecord(t, r, i) for t, r, i in records])
 
 

@@ -7,6 +7,7 @@ data address conversions.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -158,6 +159,32 @@ def test_a_failing_ledger_append_rolls_the_step_back(migrated_engine):
         count = conn.execute(select(func.count()).select_from(t.contract_agreements)).scalar()
         assert count == 0
         assert conn.execute(select(t.contract_negotiations)).first() is None
+
+
+def test_recorder_keeps_the_log_id_only_after_the_log_row_committed(migrated_engine):
+    """The recorder looks the log up once per database; a step that created the log row
+    and then rolled back must not leave it believing in a row that does not exist."""
+    from ledger.log import Log
+
+    recorder = LedgerRecorder("node.example/ledger", clock=clock)
+
+    def then_fail(conn, outcome, saved):
+        raise RuntimeError("later hook failed")
+
+    failing = ConnectorStore(migrated_engine, clock=clock, hooks=(recorder, then_fail))
+    with pytest.raises(RuntimeError), failing.transaction() as tx:
+        tx.apply(Outcome(_negotiation("p3"), agreement=_agreement("urn:agreement:3", "p3")))
+    store = ConnectorStore(migrated_engine, clock=clock, hooks=(recorder,))
+    for n in (4, 5):
+        with store.transaction() as tx:
+            tx.apply(Outcome(replace(_negotiation(f"p{n}"), consumer_pid=f"c{n}"),
+                             agreement=_agreement(f"urn:agreement:{n}", f"p{n}")))
+    with migrated_engine.connect() as conn:
+        log = Log.open(conn, "node.example/ledger", create=False)
+        assert log.size(conn) == 2
+        assert [log.entry_by_record_id(conn, f"urn:agreement:{n}").leaf_index
+                for n in (4, 5)] == [0, 1]
+    assert recorder._log_ids[migrated_engine] == log.log_id
 
 
 def test_edc_data_destination_round_trips_through_the_dsp_data_address():
