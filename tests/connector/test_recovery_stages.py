@@ -175,9 +175,13 @@ def test_provider_killed_before_answering_the_committed_request(space):
 
 
 def test_consumer_killed_after_the_provider_agreed(space):
+    """The consumer is frozen once the provider holds its request (the provider's
+    "received" line, written before its handler runs), so the agreement arrives at a frozen
+    consumer. (Waiting for the provider's row instead lost the race: the row commits just
+    before the agreement leaves, and the consumer can apply it within a few ms.)"""
     oem = space.nodes["oem"]
     pid = start_negotiation(space, "lot-1")
-    wait_row(space, "provider", ct.contract_negotiations, pid)  # the provider has the request
+    wait_logged(space.message_logs["provider"], "received", "ContractRequestMessage", pid)
     signal_node(oem, signal.SIGSTOP)
     seen = row_state(space, "oem", ct.contract_negotiations, pid)
     wait_row(space, "provider", ct.contract_negotiations, pid, {"AGREED"})
@@ -273,6 +277,31 @@ def wait_on_the_wire(space, name: str, table: Any, consumer_pid: str, message_ty
         assert time.monotonic() < deadline, f"{name}: {message_type} never left"
         time.sleep(0.005)
     time.sleep(0.3)
+
+
+def wait_logged(path, direction: str, message_type: str, consumer_pid: str,
+                timeout: float = 15.0) -> None:
+    """Until the message log at ``path`` has a ``direction`` line (sent, received...) of
+    ``message_type`` for this process; reads only what was appended, every millisecond."""
+    deadline = time.monotonic() + timeout
+    offset, partial = 0, b""
+    while True:
+        try:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        offset += len(chunk)
+        *lines, partial = (partial + chunk).split(b"\n")
+        for line in lines:
+            entry = json.loads(line)
+            body = entry.get("body") or {}
+            if (entry.get("direction") == direction and body.get("@type") == message_type
+                    and body.get("consumerPid") == consumer_pid):
+                return
+        assert time.monotonic() < deadline, f"no {direction} {message_type} in {path.name}"
+        time.sleep(0.001)
 
 
 def _sent(path, message_type: str, consumer_pid: str) -> bool:
