@@ -197,11 +197,13 @@ class EnginePolicyChecker:
         if isinstance(dataset_id, str):
             request["target"] = dataset_id
             asset = context.get("asset")  # read by the caller's own transaction
+            if getattr(asset, "id", None) != dataset_id:
+                asset = None
             aid = context.get("agreement_id")
             agreement = None
-            if getattr(asset, "id", None) != dataset_id or isinstance(aid, str):
+            if asset is None or isinstance(aid, str):
                 with self.store.transaction() as tx:
-                    if getattr(asset, "id", None) != dataset_id:
+                    if asset is None:
                         asset = tx.get_asset(dataset_id)
                     agreement = tx.get_agreement(aid) if isinstance(aid, str) else None
             if asset is not None:

@@ -36,6 +36,7 @@ from pathlib import Path
 import lmdb
 
 from connectors.identity.errors import PeerAuthError, Reason
+from connectors.identity.purge import PurgeSchedule
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,7 @@ class LocalReplayStore:
         self._horizon = 0.0
         self._open_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._purge_lock = threading.Lock()
-        self._next_purge = 0.0
+        self._purges = PurgeSchedule(PURGE_EVERY, clock, self.purge)
 
     @property
     def horizon(self) -> float:
@@ -112,7 +112,7 @@ class LocalReplayStore:
             raise PeerAuthError(Reason.REPLAY_UNDECIDABLE,
                                 f"replay store unavailable ({type(exc).__name__})") from None
         if inserted:
-            self._maybe_purge()
+            self._purges.maybe()
         return inserted
 
     def purge(self, now: float | None = None) -> int:
@@ -140,15 +140,6 @@ class LocalReplayStore:
             env, self._env = self._env, None
             if env is not None and self._pid == os.getpid():
                 env.close()
-
-    def _maybe_purge(self) -> None:
-        now = self._clock()
-        if now >= self._next_purge and self._purge_lock.acquire(blocking=False):
-            try:
-                self._next_purge = now + PURGE_EVERY
-                self.purge(now)
-            finally:
-                self._purge_lock.release()
 
     def _environment(self) -> lmdb.Environment:
         env = self._env

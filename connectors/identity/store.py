@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from connectors.identity.purge import PurgeSchedule
 from connectors.identity.tables import registry_documents, replay
 
 PURGE_EVERY = 60.0  # seconds between opportunistic purges of expired token ids
@@ -50,8 +51,7 @@ class SqlReplayStore:
         self._engine = engine
         self._clock = clock
         self._patience = sqlite_patience
-        self._next_purge = 0.0
-        self._lock = threading.Lock()
+        self._purges = PurgeSchedule(PURGE_EVERY, clock, self.purge)
         self._async_commit = engine.dialect.name == "postgresql"
         self._sqlite_path: str | None = None
         self._write_lock = threading.Lock()
@@ -86,7 +86,7 @@ class SqlReplayStore:
                 inserted = self._insert_sqlite(issuer, jti, expires_at)
         self._note(key)
         if inserted:
-            self._maybe_purge()
+            self._purges.maybe()
         return inserted
 
     def _note(self, key: tuple[str, str, int]) -> None:
@@ -169,15 +169,6 @@ class SqlReplayStore:
             # so that waiting workers do not retry in lockstep
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1e-3)
-
-    def _maybe_purge(self) -> None:
-        now = self._clock()
-        if now >= self._next_purge and self._lock.acquire(blocking=False):
-            try:
-                self._next_purge = now + PURGE_EVERY
-                self.purge(now)
-            finally:
-                self._lock.release()
 
     def purge(self, now: float | None = None) -> int:
         """Delete token ids whose tokens have expired; return how many."""
