@@ -7,6 +7,8 @@ import hashlib
 import json
 from typing import Any
 
+import pybase64
+
 
 def b64url_encode(data: bytes) -> str:
     """Base64url without padding (RFC 7515 section 2)."""
@@ -14,11 +16,17 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding; raise ``ValueError`` on bad input."""
-    if not isinstance(text, str) or any(c in text for c in "+/= \n"):
+    """Decode unpadded base64url (RFC 7515 section 2); ``ValueError`` on anything else.
+
+    Strict: any character outside the base64url alphabet is refused (the standard
+    library's decoder silently drops them). pybase64 because every peer call decodes
+    about 1.3 kB of token, and its SIMD decoder takes a quarter of the standard
+    library's time (bench/peer_auth.py).
+    """
+    if not isinstance(text, str) or "=" in text or "+" in text or "/" in text:
         raise ValueError("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return pybase64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (ValueError, TypeError) as exc:
         raise ValueError("not base64url") from exc
 

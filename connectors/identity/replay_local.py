@@ -11,6 +11,14 @@ Which processes share it: every process that opens the same directory, which lie
 beside the SQLite file (or in the node home), so it serves exactly the processes of one
 node on one host. A node whose servers run on several hosts keeps the database store.
 
+The map is opened writable (``writemap``): a commit changes the shared pages in place
+instead of copying them into the file with ``pwrite``, which takes an insert from about
+9 to 3 µs in-process and from about 20 to 15 µs with two processes of four threads each
+(bench/peer_auth.py prints the in-process figure). LMDB then sizes ``data.mdb`` to the whole
+map (1 GiB); the file is sparse, so only the pages in use take disk space. Every process
+opens the store through :meth:`LocalReplayStore._lmdb`, so all of them use the same mode,
+as LMDB requires.
+
 Durability: commits are not flushed to disk. A killed process loses nothing (the data
 is in the kernel's page cache), but a host crash may lose the last commits or leave the
 file inconsistent. The store therefore records the host's boot id; when it finds a file
@@ -187,7 +195,7 @@ class LocalReplayStore:
 
     def _lmdb(self) -> lmdb.Environment:
         return lmdb.open(str(self.path), map_size=MAP_SIZE, subdir=True, max_dbs=1,
-                         sync=False, metasync=False, readahead=False, mode=0o600)
+                         sync=False, metasync=False, readahead=False, writemap=True, mode=0o600)
 
     def _reset(self, why: str, horizon: float) -> float:
         log.warning("replay store %s; starting empty, refusing tokens issued before %s",

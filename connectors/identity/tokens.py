@@ -18,6 +18,8 @@ from connectors.identity.signer import Signer
 MAX_LIFETIME = 300  # seconds; the issue fixes exp <= 5 minutes
 DEFAULT_LIFETIME = 120
 TOKEN_TYP = "JWT"
+_REQUIRED_CLAIMS = (("iss", str), ("sub", str), ("aud", str), ("jti", str), ("iat", int),
+                    ("exp", int))
 
 
 def issue(
@@ -74,10 +76,9 @@ def read(token: str) -> tuple[jws.Parsed, TokenClaims]:
         )
     if "crit" in h:
         raise PeerAuthError(Reason.MALFORMED_TOKEN, "crit header not supported", caller=caller)
-    for key, kind in (("iss", str), ("sub", str), ("aud", str), ("jti", str), ("iat", int),
-                      ("exp", int)):
+    for key, kind in _REQUIRED_CLAIMS:
         value = p.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or value == "":
+        if type(value) is not kind or value == "":  # exact types: a bool is not an int
             raise PeerAuthError(
                 Reason.MALFORMED_TOKEN, f"claim {key!r} missing or not a {kind.__name__}",
                 caller=caller,

@@ -165,3 +165,21 @@ def test_credential_rejects_invalid_role_and_window():
         _cred(s, role="king")
     with pytest.raises(ValueError):
         _cred(s, valid_until=NOW)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"iss":"did:web:a","iat":NaN}',                      # not JSON, though Python accepts it
+    b'{"iss":"did:web:a","iat":1e999}',                    # infinity
+    b'{"iss":"did:web:a","iat":123456789012345678901234}',  # beyond 64 bits: read as a float
+    b'{"iss":"did:web:a","name":"\xff"}',                  # not UTF-8
+    b'["not", "an", "object"]',
+])
+def test_payloads_that_are_not_plain_json_objects_are_malformed(payload):
+    s = EphemeralSigner()
+    head = base64.urlsafe_b64encode(json.dumps({"alg": "EdDSA"}).encode()).rstrip(b"=")
+    body = base64.urlsafe_b64encode(payload).rstrip(b"=")
+    signing_input = head + b"." + body
+    sig = base64.urlsafe_b64encode(s.sign(signing_input)).rstrip(b"=")
+    with pytest.raises(PeerAuthError) as e:
+        tokens.read((signing_input + b"." + sig).decode())
+    assert e.value.reason is Reason.MALFORMED_TOKEN
