@@ -22,12 +22,11 @@ from sqlalchemy.engine import Connection
 from connectors.dsp.outcome import Outcome
 from connectors.dsp.timestamps import format_xsd_datetime
 from connectors.dsp.transfer import TransferProcessEntity
+from ledger.records import canonical_bytes
 
 
 def policy_hash(policy: dict[str, Any]) -> str:
     """SHA-256 (hex) of the RFC 8785 bytes of an agreement's policy."""
-    from ledger.records import canonical_bytes
-
     return hashlib.sha256(canonical_bytes(policy)).hexdigest()
 
 

@@ -21,7 +21,7 @@ def b64url_decode(text: str) -> bytes:
     Strict: any character outside the base64url alphabet is refused (the standard
     library's decoder silently drops them). pybase64 because every peer call decodes
     about 1.3 kB of token, and its SIMD decoder takes a quarter of the standard
-    library's time (bench/peer_auth.py).
+    library's time (docs/benchmarks.md, peer authentication, session 5).
     """
     if not isinstance(text, str) or "=" in text or "+" in text or "/" in text:
         raise ValueError("not base64url")

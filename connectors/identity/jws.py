@@ -61,7 +61,7 @@ def parse(token: str) -> Parsed:
         header = orjson.loads(b64url_decode(parts[0]))
         payload = orjson.loads(b64url_decode(parts[1]))
         signature = b64url_decode(parts[2])
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # orjson's and binascii's errors, bad UTF-8 included
         raise ValueError(f"undecodable part: {exc}") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise ValueError("header and payload must be JSON objects")

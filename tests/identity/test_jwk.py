@@ -10,10 +10,10 @@ from connectors.identity.jwk import b64url_decode, b64url_encode
 
 
 @given(st.binary(max_size=2048))
-def test_round_trip_agrees_with_the_standard_library(data: bytes) -> None:
-    text = b64url_encode(data)
-    assert text == base64.urlsafe_b64encode(data).decode().rstrip("=")
+def test_decodes_what_the_standard_library_encodes(data: bytes) -> None:
+    text = base64.urlsafe_b64encode(data).decode().rstrip("=")
     assert b64url_decode(text) == data
+    assert b64url_encode(data) == text
 
 
 @pytest.mark.parametrize("text", [
